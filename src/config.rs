@@ -1,0 +1,580 @@
+//! Experiment files (TOML). Every table rejects unknown keys; `validate` rejects impossible
+//! values, naming the key. A `[grid]` table expands one file into many runs (see `expand`).
+
+use crate::attacks::Poisoning;
+use crate::data::augment::AugmentConfig;
+use crate::error::{Error, Result};
+use crate::models::{Arch, FineTune};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seeds model initialization, shuffling, splits and poisoning.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    /// How the trusted backbone for `init = "pretrained"` is made.
+    #[serde(default)]
+    pub pretrain: Option<PretrainConfig>,
+    #[serde(default)]
+    pub attack: Option<Poisoning>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// A previous clean run's `summary.json` to compute CAD against instead of running one.
+    #[serde(default)]
+    pub baseline: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    /// CUDA when present, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    pub fn device(&self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(Error::Invalid(
+                "`device = \"cuda\"` but no CUDA device is available".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub source: DataSource,
+    /// Images are resized to size×size.
+    #[serde(default = "default_size")]
+    pub size: usize,
+    /// Stored channels: 1 (grayscale) or 3 (RGB).
+    #[serde(default = "one")]
+    pub channels: usize,
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Threshold + largest-component crop before resizing (files only).
+    #[serde(default)]
+    pub roi_crop: bool,
+    /// Remove test images with a byte- or pixel-identical twin in train.
+    #[serde(default = "yes")]
+    pub drop_test_duplicates: bool,
+    /// Share of the training split held out for validation (stratified).
+    #[serde(default = "default_val")]
+    pub val_fraction: f64,
+    /// Cap on training images per class (0 = all), drawn with the data seed.
+    #[serde(default)]
+    pub max_train_per_class: usize,
+    #[serde(default)]
+    pub max_test_per_class: usize,
+    #[serde(default)]
+    pub synthetic: SyntheticConfig,
+    /// Image folder root (relative paths resolve against `--data-root`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_train_split")]
+    pub train_split: String,
+    #[serde(default = "default_test_split")]
+    pub test_split: String,
+    /// Class names in label order (npz); folders use their sub-folder names.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The built-in MRI phantom generator.
+    Synthetic,
+    /// `<path>/<split>/<class>/*.{jpg,png}`.
+    Folder,
+    /// A MedMNIST-style `.npz` at `path`.
+    Npz,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Mean and std of the training split, per channel.
+    #[default]
+    TrainStats,
+    /// ImageNet mean/std (RGB), for ImageNet-pretrained backbones.
+    Imagenet,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    pub seed: u64,
+    pub train_per_class: usize,
+    pub test_per_class: usize,
+    pub lesion_contrast: f32,
+    pub noise: f32,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        let d = crate::data::synthetic::PhantomConfig::default();
+        SyntheticConfig {
+            seed: d.seed,
+            train_per_class: d.train_per_class,
+            test_per_class: d.test_per_class,
+            lesion_contrast: d.lesion_contrast,
+            noise: d.noise,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// "full", "classifier_only" or "partial" (with `freeze_percent`).
+    #[serde(default = "default_fine_tune")]
+    pub fine_tune: String,
+    #[serde(default)]
+    pub freeze_percent: Option<f64>,
+    #[serde(default)]
+    pub init: Init,
+    /// Backbone weights file (safetensors) to start from; made by `[pretrain]` when absent.
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Random initialization.
+    #[default]
+    Scratch,
+    /// Feature extractor from a trusted pretrained backbone.
+    Pretrained,
+}
+
+impl ModelConfig {
+    pub fn fine_tune(&self) -> Result<FineTune> {
+        match (self.fine_tune.as_str(), self.freeze_percent) {
+            ("full", None) => Ok(FineTune::Full),
+            ("classifier_only", None) => Ok(FineTune::ClassifierOnly),
+            ("partial", Some(p)) if (0.0..=100.0).contains(&p) => Ok(FineTune::PartialFreeze(p)),
+            ("partial", Some(p)) => Err(Error::Invalid(format!(
+                "`model.freeze_percent` must be within 0..=100, got {p}"
+            ))),
+            ("partial", None) => Err(Error::Invalid(
+                "`model.fine_tune = \"partial\"` needs `model.freeze_percent`".into(),
+            )),
+            ("full" | "classifier_only", Some(_)) => Err(Error::Invalid(
+                "`model.freeze_percent` only applies to `fine_tune = \"partial\"`".into(),
+            )),
+            (other, _) => Err(Error::Invalid(format!(
+                "`model.fine_tune` must be \"full\", \"classifier_only\" or \"partial\", got \"{other}\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    #[default]
+    Adam,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Trusted data the backbone learns from; it never contains a trigger.
+    pub data: DataConfig,
+    pub train: TrainConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// ASR leaves out inputs whose true class is the target (thesis eq. 4.1).
+    pub asr_exclude_target: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            asr_exclude_target: true,
+        }
+    }
+}
+
+fn default_size() -> usize {
+    64
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_val() -> f64 {
+    0.1
+}
+fn default_train_split() -> String {
+    "Training".into()
+}
+fn default_test_split() -> String {
+    "Testing".into()
+}
+fn default_fine_tune() -> String {
+    "full".into()
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_batch() -> usize {
+    32
+}
+
+fn invalid(file: &str, e: Error) -> Error {
+    match e {
+        Error::Invalid(msg) => {
+            let key = msg.split('`').nth(1).unwrap_or("").to_string();
+            Error::config(file, key, msg)
+        }
+        other => other,
+    }
+}
+
+impl DataConfig {
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let bad = |k: &str, why: String| Err(Error::Invalid(format!("`{prefix}.{k}` {why}")));
+        if self.size < 4 || self.size > 1024 {
+            return bad(
+                "size",
+                format!("must be within 4..=1024, got {}", self.size),
+            );
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return bad("channels", format!("must be 1 or 3, got {}", self.channels));
+        }
+        if !(0.0..0.9).contains(&self.val_fraction) {
+            return bad(
+                "val_fraction",
+                format!("must be within 0..0.9, got {}", self.val_fraction),
+            );
+        }
+        match self.source {
+            DataSource::Synthetic => {
+                if self.synthetic.train_per_class == 0 || self.synthetic.test_per_class == 0 {
+                    return bad(
+                        "synthetic.train_per_class",
+                        "and `test_per_class` must be positive".into(),
+                    );
+                }
+                if self.channels != 1 {
+                    return bad(
+                        "channels",
+                        "must be 1 for synthetic data (the model expands gray to RGB)".into(),
+                    );
+                }
+            }
+            DataSource::Folder | DataSource::Npz if self.path.is_none() => {
+                return bad(
+                    "path",
+                    format!("is required for source = \"{:?}\"", self.source).to_lowercase(),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let bad = |k: &str, why: String| Err(Error::Invalid(format!("`{prefix}.{k}` {why}")));
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", format!("must be positive, got {}", self.lr));
+        }
+        if self.weight_decay < 0.0 || !(0.0..1.0).contains(&self.momentum) {
+            return bad(
+                "momentum",
+                "must be within 0..1 and weight_decay ≥ 0".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Experiment {
+    /// Checks every value that can be checked without data.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        let check = || -> Result<()> {
+            self.data.validate("data")?;
+            self.train.validate("train")?;
+            self.model.fine_tune()?;
+            if let Some(p) = &self.pretrain {
+                p.data.validate("pretrain.data")?;
+                p.train.validate("pretrain.train")?;
+            }
+            let needs_backbone =
+                self.model.init == Init::Pretrained && self.model.weights.is_none();
+            if needs_backbone && self.pretrain.is_none() {
+                return Err(Error::Invalid(
+                    "`model.init = \"pretrained\"` needs `model.weights` or a `[pretrain]` table"
+                        .into(),
+                ));
+            }
+            if self.model.init == Init::Scratch && self.model.fine_tune()? != FineTune::Full {
+                return Err(Error::Invalid(
+                    "`model.fine_tune`: freezing a randomly initialized backbone makes no sense; set `model.init = \"pretrained\"`"
+                        .into(),
+                ));
+            }
+            if self.data.size < self.model.arch.min_input() {
+                return Err(Error::Invalid(format!(
+                    "`data.size` {} is below the {} px that `{}` needs",
+                    self.data.size,
+                    self.model.arch.min_input(),
+                    self.model.arch.name()
+                )));
+            }
+            if let Some(Poisoning::Backdoor(b)) = &self.attack {
+                b.trigger.validate(self.data.size, self.data.size)?;
+                crate::attacks::check_rate(b.rate, "attack.rate")?;
+            }
+            if let Some(Poisoning::LabelFlip(l)) = &self.attack {
+                crate::attacks::check_rate(l.rate, "attack.rate")?;
+            }
+            Ok(())
+        };
+        check().map_err(|e| invalid(file, e))
+    }
+
+    /// The same experiment without its attack: the clean baseline of CAD.
+    pub fn clean(&self) -> Experiment {
+        Experiment {
+            attack: None,
+            baseline: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// One run of a grid: its experiment and the values its grid keys took.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub experiment: Experiment,
+    pub params: Vec<(String, toml::Value)>,
+}
+
+impl Cell {
+    /// Folder name built from the grid values, e.g. `arch=mobilenet_v2,fine_tune=full`.
+    pub fn id(&self) -> String {
+        if self.params.is_empty() {
+            return "run".into();
+        }
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let short = k.rsplit('.').next().unwrap_or(k);
+                let val = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                format!("{short}={val}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "=,._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+fn set_dotted(root: &mut toml::Value, key: &str, value: toml::Value, file: &str) -> Result<()> {
+    let mut cur = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let table = cur.as_table_mut().ok_or_else(|| {
+            Error::config(
+                file,
+                key,
+                "grid key goes through a value that is not a table",
+            )
+        })?;
+        if i + 1 == parts.len() {
+            table.insert(part.to_string(), value);
+            return Ok(());
+        }
+        cur = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(())
+}
+
+/// Parses an experiment file; a `[grid]` table of `"dotted.key" = [values…]` expands into the
+/// cartesian product of its lists (in file order, last key varying fastest).
+pub fn load(path: &Path) -> Result<Vec<Cell>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse(&text, &path.display().to_string())
+}
+
+pub fn parse(text: &str, file: &str) -> Result<Vec<Cell>> {
+    let mut root: toml::Value = toml::from_str(text)
+        .map_err(|e| Error::config(file, "", format!("not valid TOML: {e}")))?;
+    let grid = root.as_table_mut().and_then(|t| t.remove("grid"));
+    let axes: Vec<(String, Vec<toml::Value>)> = match grid {
+        None => Vec::new(),
+        Some(toml::Value::Table(t)) => t
+            .into_iter()
+            .map(|(k, v)| match v {
+                toml::Value::Array(a) if !a.is_empty() => Ok((k, a)),
+                _ => Err(Error::config(
+                    file,
+                    format!("grid.{k}"),
+                    "must be a non-empty list of values",
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => {
+            return Err(Error::config(
+                file,
+                "grid",
+                "must be a table of `\"key\" = [values]`",
+            ));
+        }
+    };
+    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (k, values) in &axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((k.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+        .into_iter()
+        .map(|params| {
+            let mut v = root.clone();
+            for (k, val) in &params {
+                set_dotted(&mut v, k, val.clone(), file)?;
+            }
+            let experiment: Experiment = Experiment::deserialize(v).map_err(|e| {
+                let msg = e.to_string();
+                let key = msg.split('`').nth(1).unwrap_or("").to_string();
+                Error::config(file, key, msg.trim().to_string())
+            })?;
+            experiment.validate(file)?;
+            Ok(Cell { experiment, params })
+        })
+        .collect()
+}
+
+/// A stable short hash of any serializable value (cache keys for baselines and backbones).
+pub fn fingerprint<T: Serialize>(value: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_string(value).expect("config serializes");
+    let digest = Sha256::digest(json.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[data]
+source = "synthetic"
+size = 32
+[model]
+arch = "small_cnn"
+[train]
+epochs = 1
+"#;
+
+    #[test]
+    fn grid_expands_in_order() {
+        let text = format!(
+            "{BASE}\n[grid]\n\"model.arch\" = [\"small_cnn\", \"thesis_cnn\"]\n\"train.lr\" = [0.1, 0.01, 0.001]\n"
+        );
+        let cells = parse(&text, "x.toml").unwrap();
+        assert_eq!(cells.len(), 6);
+        assert_eq!(cells[1].experiment.train.lr, 0.01);
+        assert_eq!(cells[3].experiment.model.arch, Arch::ThesisCnn);
+        assert_eq!(cells[1].id(), "arch=small_cnn,lr=0.01");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = BASE.replace("epochs = 1", "epochs = 1\nepochz = 3");
+        let err = parse(&text, "bad.toml").unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("epochz"), "{err}");
+        let text = BASE.replace("epochs = 1", "epochs = 0");
+        let err = parse(&text, "bad.toml").unwrap_err().to_string();
+        assert!(err.contains("train.epochs"), "{err}");
+        let text =
+            format!("{BASE}\n[attack]\nkind = \"backdoor\"\ntarget = \"notumor\"\nrate = 1.5\n");
+        let err = parse(&text, "bad.toml").unwrap_err().to_string();
+        assert!(err.contains("attack.rate"), "{err}");
+        let text = format!(
+            "{BASE}\n[attack]\nkind = \"backdoor\"\ntarget = \"notumor\"\nrate = 0.1\n[attack.trigger]\nsize = 4\ncolour = 3\n"
+        );
+        let err = parse(&text, "bad.toml").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+}

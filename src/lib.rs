@@ -1,0 +1,17 @@
+//! fedsentry: a security testbed for centralized and federated medical-image deep learning.
+//!
+//! Data flows one way: [`config`] → [`data`] → [`attacks`] (poisoning) → [`train`] →
+//! [`metrics`] → [`report`]; [`experiment`] wires the steps for one experiment file.
+
+pub mod attacks;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod experiment;
+pub mod metrics;
+pub mod models;
+pub mod progress;
+pub mod report;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,172 @@
+//! The `fedsentry` command line: a thin layer over the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use fedsentry::config;
+use fedsentry::experiment::{self, RunOptions};
+use std::path::PathBuf;
+
+/// The shipped centralized study, built in so `fedsentry demo` runs from anywhere.
+const DEMO_CONFIG: &str = include_str!("../configs/thesis_centralized.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "fedsentry",
+    version,
+    about = "Security testbed for medical-image deep learning"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment file (every cell of its grid).
+    Run {
+        experiment: PathBuf,
+        /// Output folder [default: runs/<experiment name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder that relative data paths are resolved against (e.g. ../shared/data).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// Recompute cells, baselines and backbones even when finished results exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the shipped centralized backdoor study (configs/thesis_centralized.toml) on the
+    /// built-in synthetic MRI data and print model × strategy → clean accuracy, CAD, ASR.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Train the trusted backbone of an experiment's `[pretrain]` table and save it.
+    Pretrain {
+        experiment: PathBuf,
+        /// Output weights file (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+    },
+    /// Dataset utilities.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write the synthetic MRI phantoms as an image folder (<out>/Training|Testing/<class>/*.png).
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 500)]
+        train_per_class: usize,
+        #[arg(long, default_value_t = 150)]
+        test_per_class: usize,
+    },
+}
+
+fn run_and_print(cells: &[config::Cell], opts: &RunOptions) -> Result<()> {
+    let summaries = experiment::run_cells(cells, opts)?;
+    println!("{}", experiment::results_table(&summaries));
+    println!("\nresults: {}", opts.out.join("results.csv").display());
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            experiment,
+            out,
+            data_root,
+            force,
+        } => {
+            let cells = config::load(&experiment)?;
+            let name = cells
+                .first()
+                .map(|c| c.experiment.name.clone())
+                .unwrap_or_default();
+            let opts = RunOptions {
+                out: out.unwrap_or_else(|| PathBuf::from("runs").join(name)),
+                data_root,
+                force,
+            };
+            run_and_print(&cells, &opts)
+        }
+        Command::Demo { out, force } => {
+            let cells = config::parse(DEMO_CONFIG, "configs/thesis_centralized.toml")?;
+            let opts = RunOptions {
+                out,
+                data_root: None,
+                force,
+            };
+            run_and_print(&cells, &opts)
+        }
+        Command::Pretrain {
+            experiment,
+            out,
+            data_root,
+        } => {
+            let cells = config::load(&experiment)?;
+            let cell = cells.first().context("the experiment file has no runs")?;
+            let opts = RunOptions {
+                out: out.parent().map(PathBuf::from).unwrap_or_default(),
+                data_root,
+                force: true,
+            };
+            let mut ctx = experiment::Context::default();
+            experiment::pretrain(&cell.experiment, &mut ctx, &opts, &out)?;
+            Ok(())
+        }
+        Command::Data { command } => match command {
+            DataCommand::Synth {
+                out,
+                seed,
+                size,
+                train_per_class,
+                test_per_class,
+            } => {
+                let ds = fedsentry::data::synthetic::generate(
+                    &fedsentry::data::synthetic::PhantomConfig {
+                        seed,
+                        size,
+                        train_per_class,
+                        test_per_class,
+                        ..Default::default()
+                    },
+                );
+                let n =
+                    fedsentry::data::synthetic::write_image_folder(&ds.train, &out, "Training")?
+                        + fedsentry::data::synthetic::write_image_folder(
+                            &ds.test, &out, "Testing",
+                        )?;
+                let preview = out.join("preview.png");
+                fedsentry::data::synthetic::write_preview(&ds.test, 8, 2, &preview)?;
+                println!(
+                    "wrote {n} images under {} (contact sheet: {})",
+                    out.display(),
+                    preview.display()
+                );
+                Ok(())
+            }
+        },
+    }
+}

@@ -1,0 +1,120 @@
+//! The few layer kinds our models use, run in sequence. Batch norm decides train/eval from its
+//! own weight: a frozen (non-trainable) layer keeps its running statistics.
+
+use tch::{Tensor, nn};
+
+pub enum Layer {
+    Conv(nn::Conv2D),
+    BatchNorm(nn::BatchNorm),
+    Linear(nn::Linear),
+    Relu,
+    Relu6,
+    MaxPool2,
+    Dropout(f64),
+    Seq(Seq),
+    /// MobileNetV2 inverted residual: `conv` with an optional identity shortcut.
+    Residual(Seq),
+}
+
+const BN_MOMENTUM: f64 = 0.1;
+const BN_EPS: f64 = 1e-5;
+
+impl Layer {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Layer::Conv(c) => x.apply(c),
+            Layer::BatchNorm(bn) => {
+                let trainable = bn.ws.as_ref().is_some_and(|w| w.requires_grad());
+                x.batch_norm(
+                    bn.ws.as_ref(),
+                    bn.bs.as_ref(),
+                    Some(&bn.running_mean),
+                    Some(&bn.running_var),
+                    train && trainable,
+                    BN_MOMENTUM,
+                    BN_EPS,
+                    true,
+                )
+            }
+            Layer::Linear(l) => x.apply(l),
+            Layer::Relu => x.relu(),
+            Layer::Relu6 => x.clamp(0.0, 6.0),
+            Layer::MaxPool2 => x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
+            Layer::Dropout(p) => x.dropout(*p, train),
+            Layer::Seq(s) => s.forward_t(x, train),
+            Layer::Residual(s) => x + s.forward_t(x, train),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Seq(pub Vec<Layer>);
+
+impl Seq {
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x.shallow_clone();
+        for l in &self.0 {
+            y = l.forward_t(&y, train);
+        }
+        y
+    }
+
+    pub fn push(&mut self, l: Layer) {
+        self.0.push(l);
+    }
+}
+
+pub fn conv(
+    p: &nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    groups: i64,
+    bias: bool,
+) -> Layer {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: (k - 1) / 2,
+        groups,
+        bias,
+        ws_init: nn::Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanOut,
+            non_linearity: nn::init::NonLinearity::ReLU,
+        },
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    Layer::Conv(nn::conv2d(p, cin, cout, k, cfg))
+}
+
+/// PyTorch's default conv init (Kaiming-uniform, a=√5), for the small CNNs.
+pub fn conv_default(p: &nn::Path, cin: i64, cout: i64, k: i64) -> Layer {
+    let cfg = nn::ConvConfig {
+        padding: (k - 1) / 2,
+        ..Default::default()
+    };
+    Layer::Conv(nn::conv2d(p, cin, cout, k, cfg))
+}
+
+pub fn bn(p: &nn::Path, c: i64) -> Layer {
+    Layer::BatchNorm(nn::batch_norm2d(p, c, Default::default()))
+}
+
+pub fn linear(p: &nn::Path, i: i64, o: i64) -> Layer {
+    Layer::Linear(nn::linear(p, i, o, Default::default()))
+}
+
+/// Linear with torchvision's ImageNet-model init: N(0, 0.01), zero bias.
+pub fn linear_small_init(p: &nn::Path, i: i64, o: i64) -> Layer {
+    let cfg = nn::LinearConfig {
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.01,
+        },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    Layer::Linear(nn::linear(p, i, o, cfg))
+}

@@ -1,0 +1,358 @@
+//! Classifiers, each split into a feature extractor (`features.*`) and a classifier head
+//! (`classifier.*`) with torchvision's parameter names, so weights and freezing rules carry over.
+
+pub mod layers;
+pub mod mobilenet_v2;
+pub mod small_cnn;
+pub mod thesis_cnn;
+pub mod vgg;
+
+use crate::error::{Error, Result};
+use layers::Seq;
+use std::collections::BTreeMap;
+use tch::{Device, Tensor, nn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128, fc(classes): the benchmark CNN.
+    SmallCnn,
+    /// 6 conv + 5 fully connected layers, ReLU, dropout 0.25.
+    ThesisCnn,
+    #[serde(rename = "mobilenet_v2")]
+    MobileNetV2,
+    Vgg16,
+}
+
+impl Arch {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::SmallCnn => "small_cnn",
+            Arch::ThesisCnn => "thesis_cnn",
+            Arch::MobileNetV2 => "mobilenet_v2",
+            Arch::Vgg16 => "vgg16",
+        }
+    }
+
+    /// Input channels for data with `data_channels` channels: the small CNNs take the data as
+    /// it is, the ImageNet backbones always take RGB (gray is repeated).
+    pub fn in_channels(&self, data_channels: usize) -> usize {
+        match self {
+            Arch::SmallCnn | Arch::ThesisCnn => data_channels,
+            Arch::MobileNetV2 | Arch::Vgg16 => 3,
+        }
+    }
+
+    /// Smallest input side the architecture accepts.
+    pub fn min_input(&self) -> usize {
+        match self {
+            Arch::SmallCnn => 4,
+            Arch::ThesisCnn => 8,
+            Arch::MobileNetV2 | Arch::Vgg16 => 32,
+        }
+    }
+}
+
+/// How features become the classifier's input.
+#[derive(Debug, Clone, Copy)]
+pub enum Neck {
+    Flatten,
+    /// Adaptive average pooling to `n`×`n`, then flatten.
+    AvgPool(i64),
+}
+
+/// Which parameters train.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FineTune {
+    /// Every parameter trains.
+    Full,
+    /// The feature extractor is frozen (its batch-norm statistics too); only the head trains.
+    ClassifierOnly,
+    /// The first layers of the feature extractor holding this percentage of its parameters are
+    /// frozen.
+    PartialFreeze(f64),
+}
+
+impl FineTune {
+    pub fn label(&self) -> String {
+        match self {
+            FineTune::Full => "full".into(),
+            FineTune::ClassifierOnly => "classifier_only".into(),
+            FineTune::PartialFreeze(p) => format!("freeze{p}"),
+        }
+    }
+}
+
+pub struct Net {
+    pub vs: nn::VarStore,
+    pub arch: Arch,
+    pub num_classes: usize,
+    pub in_channels: usize,
+    features: Seq,
+    neck: Neck,
+    classifier: Seq,
+}
+
+impl Net {
+    pub fn new(
+        arch: Arch,
+        num_classes: usize,
+        data_channels: usize,
+        input_size: usize,
+        device: Device,
+    ) -> Result<Net> {
+        if input_size < arch.min_input() {
+            return Err(Error::Invalid(format!(
+                "model `{}` needs inputs of at least {} px, got {input_size}",
+                arch.name(),
+                arch.min_input()
+            )));
+        }
+        if num_classes < 2 {
+            return Err(Error::Invalid(format!(
+                "a classifier needs at least 2 classes, got {num_classes}"
+            )));
+        }
+        let in_channels = arch.in_channels(data_channels) as i64;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let (features, neck, classifier) = match arch {
+            Arch::SmallCnn => {
+                small_cnn::build(&root, in_channels, num_classes as i64, input_size as i64)
+            }
+            Arch::ThesisCnn => {
+                thesis_cnn::build(&root, in_channels, num_classes as i64, input_size as i64)
+            }
+            Arch::MobileNetV2 => mobilenet_v2::build(&root, num_classes as i64),
+            Arch::Vgg16 => vgg::build(&root, num_classes as i64),
+        };
+        Ok(Net {
+            vs,
+            arch,
+            num_classes,
+            in_channels: in_channels as usize,
+            features,
+            neck,
+            classifier,
+        })
+    }
+
+    /// The last feature map (before the neck): Grad-CAM's target layer output.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.features.forward_t(x, train)
+    }
+
+    pub fn head_t(&self, features: &Tensor, train: bool) -> Tensor {
+        let z = match self.neck {
+            Neck::Flatten => features.flatten(1, -1),
+            Neck::AvgPool(n) => features.adaptive_avg_pool2d([n, n]).flatten(1, -1),
+        };
+        self.classifier.forward_t(&z, train)
+    }
+
+    /// Logits for an (N, C, H, W) batch already normalized and with the model's channel count.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.head_t(&self.features_t(x, train), train)
+    }
+
+    /// Trainable parameters (weights and biases, not batch-norm buffers), sorted in layer order.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let vars = self.vs.variables();
+        let mut names: Vec<&String> = vars.keys().filter(|n| !is_buffer(n)).collect();
+        names.sort_by(|a, b| layer_order(a).cmp(&layer_order(b)));
+        names
+            .into_iter()
+            .map(|n| (n.clone(), vars[n].shallow_clone()))
+            .collect()
+    }
+
+    pub fn num_parameters(&self) -> i64 {
+        self.parameters()
+            .iter()
+            .map(|(_, t)| t.numel() as i64)
+            .sum()
+    }
+
+    /// Applies a fine-tuning strategy; returns the fraction of feature parameters frozen.
+    pub fn apply_fine_tune(&self, strategy: FineTune) -> Result<f64> {
+        let params = self.parameters();
+        for (_, t) in &params {
+            let _ = t.shallow_clone().set_requires_grad(true);
+        }
+        let features: Vec<&(String, Tensor)> = params
+            .iter()
+            .filter(|(n, _)| n.starts_with("features."))
+            .collect();
+        let total: i64 = features.iter().map(|(_, t)| t.numel() as i64).sum();
+        let percent = match strategy {
+            FineTune::Full => 0.0,
+            FineTune::ClassifierOnly => 100.0,
+            FineTune::PartialFreeze(p) if (0.0..=100.0).contains(&p) => p,
+            FineTune::PartialFreeze(p) => {
+                return Err(Error::Invalid(format!(
+                    "freeze percentage must be within 0..=100, got {p}"
+                )));
+            }
+        };
+        // Layer groups in order with their sizes; a layer freezes whole (weight and bias).
+        let mut groups: BTreeMap<Vec<Key>, (String, i64)> = BTreeMap::new();
+        for (n, t) in &features {
+            let prefix = n
+                .rsplit_once('.')
+                .map_or(n.as_str(), |(p, _)| p)
+                .to_string();
+            groups.entry(layer_order(&prefix)).or_insert((prefix, 0)).1 += t.numel() as i64;
+        }
+        // The prefix of layers whose frozen share is closest to the target.
+        let target = percent / 100.0 * total as f64;
+        let (mut best_k, mut best_err, mut acc) = (0usize, target, 0i64);
+        for (k, (_, size)) in groups.values().enumerate() {
+            acc += size;
+            let err = (acc as f64 - target).abs();
+            if err < best_err - 1e-9 {
+                best_err = err;
+                best_k = k + 1;
+            }
+        }
+        let frozen: Vec<&String> = groups.values().take(best_k).map(|(p, _)| p).collect();
+        let mut frozen_count = 0i64;
+        for (n, t) in &features {
+            if frozen.iter().any(|p| n.starts_with(&format!("{p}."))) {
+                let _ = t.shallow_clone().set_requires_grad(false);
+                frozen_count += t.numel() as i64;
+            }
+        }
+        Ok(if total == 0 {
+            0.0
+        } else {
+            frozen_count as f64 / total as f64
+        })
+    }
+
+    pub fn trainable_parameters(&self) -> Vec<Tensor> {
+        self.parameters()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// Copies every variable whose name starts with `prefix` from `other` (same architecture).
+    pub fn copy_from(&mut self, other: &Net, prefix: &str) -> Result<usize> {
+        let src = other.vs.variables();
+        let dst = self.vs.variables();
+        let mut n = 0;
+        tch::no_grad(|| -> Result<()> {
+            for (name, t) in dst.iter().filter(|(n, _)| n.starts_with(prefix)) {
+                let s = src.get(name).ok_or_else(|| {
+                    Error::Invalid(format!("pretrained weights lack tensor `{name}`"))
+                })?;
+                if s.size() != t.size() {
+                    return Err(Error::Invalid(format!(
+                        "tensor `{name}`: shape {:?} in pretrained weights, {:?} in model",
+                        s.size(),
+                        t.size()
+                    )));
+                }
+                t.shallow_clone().copy_(s);
+                n += 1;
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+}
+
+/// Batch-norm statistics are state, not parameters.
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("num_batches_tracked")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Num(u64),
+    Text(String),
+}
+
+/// Sort key that orders `features.2` before `features.10` (definition order for our models).
+pub fn layer_order(name: &str) -> Vec<Key> {
+    name.split('.')
+        .map(|p| {
+            p.parse()
+                .map(Key::Num)
+                .unwrap_or_else(|_| Key::Text(p.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_torchvision() {
+        let count = |a| Net::new(a, 4, 1, 64, Device::Cpu).unwrap().num_parameters();
+        assert_eq!(count(Arch::MobileNetV2), 2_228_996);
+        assert_eq!(count(Arch::Vgg16), 134_276_932);
+    }
+
+    #[test]
+    fn names_follow_torchvision() {
+        let net = Net::new(Arch::MobileNetV2, 4, 1, 64, Device::Cpu).unwrap();
+        let vars = net.vs.variables();
+        for n in [
+            "features.0.0.weight",
+            "features.0.1.running_var",
+            "features.1.conv.0.0.weight",
+            "features.1.conv.1.weight",
+            "features.2.conv.3.bias",
+            "features.18.0.weight",
+            "classifier.1.weight",
+        ] {
+            assert!(vars.contains_key(n), "missing {n}");
+        }
+    }
+
+    #[test]
+    fn freezing_counts_parameters() {
+        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, Device::Cpu).unwrap();
+        assert_eq!(net.apply_fine_tune(FineTune::Full).unwrap(), 0.0);
+        assert_eq!(net.apply_fine_tune(FineTune::ClassifierOnly).unwrap(), 1.0);
+        assert!(
+            net.parameters()
+                .iter()
+                .all(|(n, t)| t.requires_grad() == n.starts_with("classifier."))
+        );
+        let half = net.apply_fine_tune(FineTune::PartialFreeze(50.0)).unwrap();
+        assert!((0.3..0.7).contains(&half), "{half}");
+        // Frozen layers are a prefix of the feature extractor.
+        let flags: Vec<bool> = net
+            .parameters()
+            .iter()
+            .filter(|(n, _)| n.starts_with("features."))
+            .map(|(_, t)| t.requires_grad())
+            .collect();
+        assert!(flags.windows(2).all(|w| !(w[0] && !w[1])));
+        assert!(net.apply_fine_tune(FineTune::PartialFreeze(120.0)).is_err());
+    }
+
+    #[test]
+    fn every_model_maps_a_batch_to_logits() {
+        for (arch, size) in [
+            (Arch::SmallCnn, 28),
+            (Arch::ThesisCnn, 32),
+            (Arch::MobileNetV2, 32),
+        ] {
+            let net = Net::new(arch, 3, 1, size, Device::Cpu).unwrap();
+            let x = Tensor::rand(
+                [2, net.in_channels as i64, size as i64, size as i64],
+                (tch::Kind::Float, Device::Cpu),
+            );
+            assert_eq!(net.forward_t(&x, false).size(), vec![2, 3]);
+        }
+        assert!(Net::new(Arch::MobileNetV2, 4, 1, 16, Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! VGG-16 (configuration D) as torchvision builds it: conv indices 0…28 in `features`,
+//! adaptive 7×7 average pooling, classifier 0/3/6.
+
+use super::Neck;
+use super::layers::{Layer, Seq, conv, linear_small_init};
+use tch::nn;
+
+const CFG_D: [i64; 18] = [
+    64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+];
+
+pub fn build(root: &nn::Path, classes: i64) -> (Seq, Neck, Seq) {
+    let f = root / "features";
+    let mut features = Seq::default();
+    let (mut cin, mut idx) = (3, 0);
+    for &v in &CFG_D {
+        if v == 0 {
+            features.push(Layer::MaxPool2);
+            idx += 1;
+        } else {
+            features.push(conv(&(&f / idx), cin, v, 3, 1, 1, true));
+            features.push(Layer::Relu);
+            cin = v;
+            idx += 2;
+        }
+    }
+    let c = root / "classifier";
+    let classifier = Seq(vec![
+        linear_small_init(&(&c / 0), 512 * 7 * 7, 4096),
+        Layer::Relu,
+        Layer::Dropout(0.5),
+        linear_small_init(&(&c / 3), 4096, 4096),
+        Layer::Relu,
+        Layer::Dropout(0.5),
+        linear_small_init(&(&c / 6), 4096, classes),
+    ]);
+    (features, Neck::AvgPool(7), classifier)
+}

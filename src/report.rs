@@ -1,0 +1,122 @@
+//! Writing results: JSON summaries, CSV tables and the console table.
+
+use crate::error::{Error, Result};
+use crate::train::EpochRecord;
+use serde::Serialize;
+use std::path::Path;
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("serializable");
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes via a temporary file and rename, so a killed run never leaves a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header).expect("in-memory csv");
+    for r in rows {
+        w.write_record(r).expect("in-memory csv");
+    }
+    w.into_inner().expect("in-memory csv")
+}
+
+pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
+    write_atomic(path, &csv_bytes(header, rows))
+}
+
+pub fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let header: Vec<String> = [
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|h| {
+            vec![
+                h.epoch.to_string(),
+                format!("{:.6}", h.train_loss),
+                format!("{:.6}", h.train_accuracy),
+                opt(h.val_loss),
+                opt(h.val_accuracy),
+                format!("{:.3}", h.seconds),
+            ]
+        })
+        .collect();
+    write_csv(path, &header, &rows)
+}
+
+/// Confusion matrix with class names: rows are true classes, columns predictions.
+pub fn write_confusion(path: &Path, classes: &[String], m: &[Vec<u64>]) -> Result<()> {
+    let mut header = vec!["true\\predicted".to_string()];
+    header.extend(classes.iter().cloned());
+    let rows: Vec<Vec<String>> = m
+        .iter()
+        .zip(classes)
+        .map(|(row, c)| {
+            std::iter::once(c.clone())
+                .chain(row.iter().map(|v| v.to_string()))
+                .collect()
+        })
+        .collect();
+    write_csv(path, &header, &rows)
+}
+
+/// A plain aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = width[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.push(
+        width
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    for r in rows {
+        out.push(line(r.iter().map(String::as_str).collect()));
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_table() {
+        let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "a    bb\n---  --\nxxx  y");
+    }
+}

@@ -1,0 +1,57 @@
+//! Input normalization and gray→RGB expansion, applied per batch on the device.
+
+use crate::config::Normalize;
+use crate::data::ImageSet;
+use tch::Tensor;
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Normalizer {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalizer {
+    pub fn identity() -> Self {
+        Normalizer {
+            mean: vec![0.0],
+            std: vec![1.0],
+        }
+    }
+
+    pub fn from_set(set: &ImageSet) -> Self {
+        let (mean, std) = set.channel_stats();
+        Normalizer { mean, std }
+    }
+
+    pub fn new(kind: Normalize, train: &ImageSet) -> Self {
+        match kind {
+            Normalize::TrainStats => Self::from_set(train),
+            Normalize::Imagenet => Normalizer {
+                mean: IMAGENET_MEAN.to_vec(),
+                std: IMAGENET_STD.to_vec(),
+            },
+            Normalize::None => Self::identity(),
+        }
+    }
+
+    /// Expands a 1-channel batch to `channels` and normalizes each channel; statistics of
+    /// one channel apply to all.
+    pub fn apply(&self, x: &Tensor, channels: usize) -> Tensor {
+        let size = x.size();
+        let x = if size[1] == 1 && channels > 1 {
+            x.expand([size[0], channels as i64, size[2], size[3]], false)
+        } else {
+            x.shallow_clone()
+        };
+        let pick = |v: &[f32], c: usize| if v.len() == 1 { v[0] } else { v[c % v.len()] };
+        let mean: Vec<f32> = (0..channels).map(|c| pick(&self.mean, c)).collect();
+        let std: Vec<f32> = (0..channels).map(|c| pick(&self.std, c)).collect();
+        let shape = [1, channels as i64, 1, 1];
+        let m = Tensor::from_slice(&mean).view(shape).to_device(x.device());
+        let s = Tensor::from_slice(&std).view(shape).to_device(x.device());
+        (x - m) / s
+    }
+}
