@@ -193,14 +193,14 @@ fn render(cfg: &PhantomConfig, class: usize, rng: &mut StdRng) -> Vec<f32> {
     let (st, ct) = theta.sin_cos();
 
     // Anatomy.
-    let texture = Waves::new(rng, 6, (6.0, 16.0), 0.045);
+    let texture = Waves::new(rng, 6, (6.0, 16.0), 0.035);
     let gyri_phase = rng.random_range(0.0..std::f32::consts::TAU);
     let gyri_freq = rng.random_range(11.0..17.0);
     let wm_level = rng.random_range(0.08..0.14);
     let vent_scale = rng.random_range(0.6..1.35);
     let skull_w = rng.random_range(0.03..0.06);
 
-    let contrast = cfg.lesion_contrast * rng.random_range(0.45f32..1.0);
+    let contrast = cfg.lesion_contrast * rng.random_range(0.6f32..1.0);
     let mut vent_shift = (0.0f32, 0.0f32);
     let lesion = match class {
         0 => {
@@ -211,7 +211,7 @@ fn render(cfg: &PhantomConfig, class: usize, rng: &mut StdRng) -> Vec<f32> {
             Some(Lesion {
                 cu,
                 cv,
-                radius: rng.random_range(0.13..0.27),
+                radius: rng.random_range(0.15..0.28),
                 harmonics: (0..3)
                     .map(|k| {
                         (
@@ -230,7 +230,7 @@ fn render(cfg: &PhantomConfig, class: usize, rng: &mut StdRng) -> Vec<f32> {
         }
         1 => {
             let ang = rng.random_range(0.0..std::f32::consts::TAU);
-            let radius = rng.random_range(0.11..0.21);
+            let radius = rng.random_range(0.13..0.22);
             let rr = 0.84 - 0.75 * radius;
             Some(Lesion {
                 cu: rr * ang.cos(),
@@ -247,10 +247,10 @@ fn render(cfg: &PhantomConfig, class: usize, rng: &mut StdRng) -> Vec<f32> {
         3 => Some(Lesion {
             cu: 0.03 * n01.sample(rng),
             cv: 0.42 + 0.05 * n01.sample(rng),
-            radius: rng.random_range(0.09..0.14),
+            radius: rng.random_range(0.10..0.15),
             harmonics: vec![(2.0, rng.random_range(0.0..std::f32::consts::TAU), 0.08)],
             edge: 0.15,
-            value: 0.80,
+            value: 0.85,
             core: None,
             edema: 0.0,
             texture: 0.05,
@@ -258,11 +258,15 @@ fn render(cfg: &PhantomConfig, class: usize, rng: &mut StdRng) -> Vec<f32> {
         _ => None,
     };
     // Vessel-like bright dots in every class, so "a small bright blob" alone is no giveaway.
-    let dots: Vec<(f32, f32, f32)> = (0..rng.random_range(0..4))
+    let dots: Vec<(f32, f32, f32)> = (0..rng.random_range(0..3))
         .map(|_| {
             let ang = rng.random_range(0.0..std::f32::consts::TAU);
             let rr = rng.random_range(0.1..0.75);
-            (rr * ang.cos(), rr * ang.sin(), rng.random_range(0.03..0.05))
+            (
+                rr * ang.cos(),
+                rr * ang.sin(),
+                rng.random_range(0.025..0.04),
+            )
         })
         .collect();
 
@@ -320,11 +324,11 @@ fn render(cfg: &PhantomConfig, class: usize, rng: &mut StdRng) -> Vec<f32> {
                 tissue = tissue * (1.0 - vent) + 0.10 * vent;
                 for &(du, dv, rad) in &dots {
                     let d = ((u - du).powi(2) + (v - dv).powi(2)).sqrt();
-                    tissue += 0.25 * (1.0 - smoothstep(0.5 * rad, rad, d));
+                    tissue += 0.2 * (1.0 - smoothstep(0.5 * rad, rad, d));
                 }
                 if let Some(l) = &lesion {
                     let (mask, core, edema) = l.at(u, v);
-                    let lesion_val = l.value + l.texture * texture.at(3.0 * u, 3.0 * v) / 0.045;
+                    let lesion_val = l.value + l.texture * texture.at(3.0 * u, 3.0 * v) / 0.035;
                     let mut target = tissue * (1.0 - mask) + lesion_val * mask;
                     if let Some(cv) = l.core {
                         target = target * (1.0 - core) + cv * core;

@@ -89,10 +89,19 @@ pub fn conv(
     Layer::Conv(nn::conv2d(p, cin, cout, k, cfg))
 }
 
-/// PyTorch's default conv init (Kaiming-uniform, a=√5), for the small CNNs.
+/// PyTorch's default init for conv and linear layers: weight and bias uniform in ±1/√fan_in
+/// (kaiming_uniform with a=√5). tch's own default is √6 times wider.
+fn torch_default(fan_in: i64) -> nn::Init {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -b, up: b }
+}
+
+/// Conv with PyTorch's default init, for the small CNNs.
 pub fn conv_default(p: &nn::Path, cin: i64, cout: i64, k: i64) -> Layer {
     let cfg = nn::ConvConfig {
         padding: (k - 1) / 2,
+        ws_init: torch_default(cin * k * k),
+        bs_init: torch_default(cin * k * k),
         ..Default::default()
     };
     Layer::Conv(nn::conv2d(p, cin, cout, k, cfg))
@@ -102,8 +111,14 @@ pub fn bn(p: &nn::Path, c: i64) -> Layer {
     Layer::BatchNorm(nn::batch_norm2d(p, c, Default::default()))
 }
 
+/// Linear with PyTorch's default init.
 pub fn linear(p: &nn::Path, i: i64, o: i64) -> Layer {
-    Layer::Linear(nn::linear(p, i, o, Default::default()))
+    let cfg = nn::LinearConfig {
+        ws_init: torch_default(i),
+        bs_init: Some(torch_default(i)),
+        bias: true,
+    };
+    Layer::Linear(nn::linear(p, i, o, cfg))
 }
 
 /// Linear with torchvision's ImageNet-model init: N(0, 0.01), zero bias.
@@ -113,6 +128,16 @@ pub fn linear_small_init(p: &nn::Path, i: i64, o: i64) -> Layer {
             mean: 0.0,
             stdev: 0.01,
         },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    Layer::Linear(nn::linear(p, i, o, cfg))
+}
+
+/// Linear with He (Kaiming-uniform) init, for deep ReLU stacks without normalization.
+pub fn linear_kaiming(p: &nn::Path, i: i64, o: i64) -> Layer {
+    let cfg = nn::LinearConfig {
+        ws_init: nn::init::DEFAULT_KAIMING_UNIFORM,
         bs_init: Some(nn::Init::Const(0.0)),
         bias: true,
     };

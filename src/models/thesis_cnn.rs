@@ -1,8 +1,9 @@
 //! The "6 conv + 5 fully connected, ReLU, dropout 0.25" CNN: three blocks of two 3×3 convs
-//! (32, 64, 128 channels) with max-pooling, then fc 512-256-128-64-classes.
+//! (32, 64, 128 channels) with max-pooling, then fc 512-256-128-64-classes. Without batch norm
+//! an 11-layer ReLU stack needs He initialization to train (PyTorch's default init stalls it).
 
 use super::Neck;
-use super::layers::{Layer, Seq, conv_default, linear};
+use super::layers::{Layer, Seq, conv, linear_kaiming};
 use tch::nn;
 
 pub fn build(root: &nn::Path, in_channels: i64, classes: i64, size: i64) -> (Seq, Neck, Seq) {
@@ -12,7 +13,7 @@ pub fn build(root: &nn::Path, in_channels: i64, classes: i64, size: i64) -> (Seq
     let mut idx = 0;
     for cout in [32, 64, 128] {
         for _ in 0..2 {
-            features.push(conv_default(&(&f / idx), cin, cout, 3));
+            features.push(conv(&(&f / idx), cin, cout, 3, 1, 1, true));
             features.push(Layer::Relu);
             cin = cout;
             idx += 2;
@@ -27,12 +28,12 @@ pub fn build(root: &nn::Path, in_channels: i64, classes: i64, size: i64) -> (Seq
     let mut i = 128 * side * side;
     let mut idx = 0;
     for o in [512, 256, 128, 64] {
-        classifier.push(linear(&(&c / idx), i, o));
+        classifier.push(linear_kaiming(&(&c / idx), i, o));
         classifier.push(Layer::Relu);
         classifier.push(Layer::Dropout(0.25));
         i = o;
         idx += 3;
     }
-    classifier.push(linear(&(&c / idx), i, classes));
+    classifier.push(linear_kaiming(&(&c / idx), i, classes));
     (features, Neck::Flatten, classifier)
 }
