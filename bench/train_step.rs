@@ -1,0 +1,110 @@
+//! Training throughput (images/s) of fedsentry's trainer next to the same model and loop in
+//! PyTorch from the same virtualenv. Runs alternate (fedsentry, PyTorch) and report medians.
+//!
+//! Run: ./scripts/bench train_step   [env: BENCH_REPS=3, BENCH_IMAGES=1024, BENCH_MODELS=small_cnn,mobilenet_v2]
+
+use fedsentry::config::{OptimizerKind, TrainConfig};
+use fedsentry::data::ImageSet;
+use fedsentry::data::augment::AugmentConfig;
+use fedsentry::models::{Arch, Net};
+use fedsentry::train::{fit, normalize::Normalizer};
+use std::process::Command;
+use std::time::Instant;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn random_set(channels: usize, size: usize, n: usize) -> ImageSet {
+    tch::manual_seed(0);
+    let classes = (0..4).map(|c| c.to_string()).collect();
+    let mut set = ImageSet::empty(channels, size, size, classes);
+    let x = tch::Tensor::rand(
+        [(n * channels * size * size) as i64],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
+    set.pixels = Vec::<f32>::try_from(&x).unwrap();
+    set.labels = (0..n as i64).map(|i| i % 4).collect();
+    set.sources = vec![String::new(); n];
+    set
+}
+
+fn ours(arch: Arch, size: usize, images: usize) -> f64 {
+    let channels = if arch == Arch::SmallCnn { 1 } else { 3 };
+    let set = random_set(channels, size, images);
+    let net = Net::new(arch, 4, channels, size, tch::Device::Cpu).unwrap();
+    let cfg = TrainConfig {
+        optimizer: OptimizerKind::Adam,
+        lr: 1e-3,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        epochs: 1,
+        batch_size: 32,
+    };
+    let norm = Normalizer::identity();
+    let aug = AugmentConfig::default();
+    fit(&net, &set, None, &norm, &cfg, &aug, 0, &mut |_, _| {}).unwrap(); // warm-up
+    let t = Instant::now();
+    fit(&net, &set, None, &norm, &cfg, &aug, 1, &mut |_, _| {}).unwrap();
+    images as f64 / t.elapsed().as_secs_f64()
+}
+
+fn pytorch(model: &str, size: usize, images: usize) -> f64 {
+    let python = std::env::var("VIRTUAL_ENV")
+        .map(|v| format!("{v}/bin/python"))
+        .unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_train_step.py");
+    let out = Command::new(&python)
+        .args([
+            script,
+            "--model",
+            model,
+            "--size",
+            &size.to_string(),
+            "--images",
+            &images.to_string(),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("JSON line from the PyTorch script");
+    v["images_per_s"].as_f64().unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let reps: usize = env_or("BENCH_REPS", "3").parse().unwrap();
+    let images: usize = env_or("BENCH_IMAGES", "1024").parse().unwrap();
+    let size = 64;
+    println!(
+        "training throughput, {size}x{size} px, batch 32, Adam, {images} images/epoch, median of {reps}, libtorch threads {}",
+        tch::get_num_threads()
+    );
+    println!(
+        "{:<14} {:>16} {:>16} {:>22}",
+        "model", "fedsentry img/s", "PyTorch img/s", "time ratio (ours/torch)"
+    );
+    for model in env_or("BENCH_MODELS", "small_cnn,mobilenet_v2").split(',') {
+        let arch = match model {
+            "small_cnn" => Arch::SmallCnn,
+            "mobilenet_v2" => Arch::MobileNetV2,
+            other => panic!("unknown model {other}"),
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            a.push(ours(arch, size, images));
+            b.push(pytorch(model, size, images));
+        }
+        let (a, b) = (median(a), median(b));
+        println!("{model:<14} {a:>16.1} {b:>16.1} {:>22.3}", b / a);
+    }
+}

@@ -1,0 +1,196 @@
+//! End-to-end checks of the `fedsentry` binary: a tiny experiment, resume, and bad inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fedsentry"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fedsentry-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const TINY: &str = r#"
+name = "tiny"
+seed = 3
+[data]
+source = "synthetic"
+size = 32
+[data.synthetic]
+train_per_class = 40
+test_per_class = 10
+[model]
+arch = "small_cnn"
+[train]
+epochs = 2
+batch_size = 16
+[attack]
+kind = "backdoor"
+target = "notumor"
+rate = 0.1
+[attack.trigger]
+size = 3
+margin = 1
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn tiny_experiment_writes_reports_and_resumes() {
+    let dir = tmp("tiny");
+    let cfg = write(&dir, "tiny.toml", TINY);
+    let out = dir.join("out");
+    let run = bin()
+        .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
+            .unwrap();
+    for key in [
+        "clean_accuracy",
+        "clean_accuracy_drop",
+        "asr",
+        "asr_all",
+        "f1_macro",
+        "config",
+        "seed",
+        "elapsed_s",
+    ] {
+        assert!(!summary[key].is_null(), "summary.json lacks {key}");
+    }
+    assert_eq!(summary["poisoned"], "14/144");
+    assert_eq!(summary["seed"], 3);
+    let history = std::fs::read_to_string(out.join("run/history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "header + 2 epochs");
+    for f in [
+        "run/confusion_clean.csv",
+        "run/confusion_triggered.csv",
+        "results.csv",
+        "summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Same seed, second invocation: the finished cell is reused, results unchanged.
+    let again = bin()
+        .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("reusing"));
+    let s2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["clean_accuracy"], s2["clean_accuracy"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn same_seed_same_results() {
+    let dir = tmp("seed");
+    let cfg = write(&dir, "tiny.toml", &TINY.replace("epochs = 2", "epochs = 1"));
+    let mut acc = Vec::new();
+    for k in 0..2 {
+        let out = dir.join(format!("out{k}"));
+        let run = bin()
+            .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
+                .unwrap();
+        acc.push((
+            s["clean_accuracy"].clone(),
+            s["asr"].clone(),
+            s["baseline_accuracy"].clone(),
+        ));
+    }
+    assert_eq!(acc[0], acc[1]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_named_errors() {
+    let dir = tmp("bad");
+    let unknown = write(
+        &dir,
+        "unknown.toml",
+        &TINY.replace("epochs = 2", "epochs = 2\nlearning_rate = 1"),
+    );
+    fails_with(
+        &["run", unknown.to_str().unwrap()],
+        &["unknown.toml", "learning_rate"],
+    );
+    let impossible = write(&dir, "rate.toml", &TINY.replace("rate = 0.1", "rate = 2.0"));
+    fails_with(
+        &["run", impossible.to_str().unwrap()],
+        &["rate.toml", "attack.rate"],
+    );
+    let target = write(
+        &dir,
+        "target.toml",
+        &TINY.replace("\"notumor\"", "\"healthy\""),
+    );
+    fails_with(
+        &[
+            "run",
+            target.to_str().unwrap(),
+            "--out",
+            dir.join("o").to_str().unwrap(),
+        ],
+        &["attack.target", "healthy"],
+    );
+    fails_with(
+        &["run", dir.join("missing.toml").to_str().unwrap()],
+        &["missing.toml"],
+    );
+    let folder = write(
+        &dir,
+        "folder.toml",
+        &TINY.replace(
+            "source = \"synthetic\"",
+            "source = \"folder\"\npath = \"nowhere\"",
+        ),
+    );
+    fails_with(
+        &[
+            "run",
+            folder.to_str().unwrap(),
+            "--out",
+            dir.join("o").to_str().unwrap(),
+            "--data-root",
+            dir.to_str().unwrap(),
+        ],
+        &["nowhere", "not found"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
