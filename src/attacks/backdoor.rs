@@ -102,7 +102,7 @@ impl Trigger {
             Pattern::Solid => vec![self.value; s * s],
             Pattern::Checkerboard => (0..s * s)
                 .map(|i| {
-                    if (i / s + i % s) % 2 == 0 {
+                    if (i / s + i % s).is_multiple_of(2) {
                         self.value
                     } else {
                         1.0 - self.value

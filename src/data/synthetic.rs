@@ -9,6 +9,7 @@
 //! - meningioma: round, sharply bounded, homogeneous, broad-based on the inner skull table;
 //! - pituitary: small bright lesion on the midline, central-inferior (sella);
 //! - notumor: none.
+//!
 //! Lesion contrast and size vary down to barely visible and every class gets small vessel-like
 //! bright spots, so a small CNN does not reach 100%.
 //!
@@ -129,6 +130,7 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
 }
 
 /// Soft inside-indicator of an ellipse in head coordinates.
+#[allow(clippy::too_many_arguments)]
 fn ellipse(u: f32, v: f32, cu: f32, cv: f32, au: f32, av: f32, rot: f32, soft: f32) -> f32 {
     let (s, c) = rot.sin_cos();
     let du = u - cu;
@@ -365,6 +367,41 @@ pub fn write_image_folder(
     Ok(set.len())
 }
 
+/// A contact sheet: `per_class` images of each class in a row, upscaled `scale`×.
+pub fn write_preview(
+    set: &ImageSet,
+    per_class: usize,
+    scale: usize,
+    path: &std::path::Path,
+) -> crate::Result<()> {
+    let (h, w) = (set.height, set.width);
+    let k = set.num_classes();
+    let (cw, ch) = (per_class * w * scale, k * h * scale);
+    let mut canvas = image::GrayImage::new(cw as u32, ch as u32);
+    for c in 0..k {
+        let idx: Vec<usize> = (0..set.len())
+            .filter(|&i| set.labels[i] as usize == c)
+            .take(per_class)
+            .collect();
+        for (j, &i) in idx.iter().enumerate() {
+            let img = set.image(i);
+            for y in 0..h * scale {
+                for x in 0..w * scale {
+                    let v = (img[(y / scale) * w + x / scale].clamp(0.0, 1.0) * 255.0) as u8;
+                    canvas.put_pixel(
+                        (j * w * scale + x) as u32,
+                        (c * h * scale + y) as u32,
+                        image::Luma([v]),
+                    );
+                }
+            }
+        }
+    }
+    canvas
+        .save(path)
+        .map_err(|e| crate::Error::data(path, format!("cannot write PNG: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,39 +452,4 @@ mod tests {
             );
         }
     }
-}
-
-/// A contact sheet: `per_class` images of each class in a row, upscaled `scale`×.
-pub fn write_preview(
-    set: &ImageSet,
-    per_class: usize,
-    scale: usize,
-    path: &std::path::Path,
-) -> crate::Result<()> {
-    let (h, w) = (set.height, set.width);
-    let k = set.num_classes();
-    let (cw, ch) = (per_class * w * scale, k * h * scale);
-    let mut canvas = image::GrayImage::new(cw as u32, ch as u32);
-    for c in 0..k {
-        let idx: Vec<usize> = (0..set.len())
-            .filter(|&i| set.labels[i] as usize == c)
-            .take(per_class)
-            .collect();
-        for (j, &i) in idx.iter().enumerate() {
-            let img = set.image(i);
-            for y in 0..h * scale {
-                for x in 0..w * scale {
-                    let v = (img[(y / scale) * w + x / scale].clamp(0.0, 1.0) * 255.0) as u8;
-                    canvas.put_pixel(
-                        (j * w * scale + x) as u32,
-                        (c * h * scale + y) as u32,
-                        image::Luma([v]),
-                    );
-                }
-            }
-        }
-    }
-    canvas
-        .save(path)
-        .map_err(|e| crate::Error::data(path, format!("cannot write PNG: {e}")))
 }

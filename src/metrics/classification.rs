@@ -43,10 +43,10 @@ impl ClassificationReport {
         let mut precision = Vec::with_capacity(k);
         let mut recall = Vec::with_capacity(k);
         let mut f1 = Vec::with_capacity(k);
-        for c in 0..k {
-            let tp = m[c][c];
-            let predicted: u64 = (0..k).map(|t| m[t][c]).sum();
-            let actual: u64 = m[c].iter().sum();
+        for (c, row) in m.iter().enumerate() {
+            let tp = row[c];
+            let predicted: u64 = m.iter().map(|r| r[c]).sum();
+            let actual: u64 = row.iter().sum();
             let (p, r) = (ratio(tp, predicted), ratio(tp, actual));
             precision.push(p);
             recall.push(r);

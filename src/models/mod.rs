@@ -160,7 +160,7 @@ impl Net {
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
         let vars = self.vs.variables();
         let mut names: Vec<&String> = vars.keys().filter(|n| !is_buffer(n)).collect();
-        names.sort_by(|a, b| layer_order(a).cmp(&layer_order(b)));
+        names.sort_by_key(|n| layer_order(n));
         names
             .into_iter()
             .map(|n| (n.clone(), vars[n].shallow_clone()))
@@ -335,7 +335,7 @@ mod tests {
             .filter(|(n, _)| n.starts_with("features."))
             .map(|(_, t)| t.requires_grad())
             .collect();
-        assert!(flags.windows(2).all(|w| !(w[0] && !w[1])));
+        assert!(flags.windows(2).all(|w| !w[0] || w[1]));
         assert!(net.apply_fine_tune(FineTune::PartialFreeze(120.0)).is_err());
     }
 
