@@ -37,6 +37,20 @@ size = 3
 margin = 1
 "#;
 
+/// Runs an experiment file and returns its single cell's summary.json.
+fn run_tiny(cfg: &Path, out: &Path) -> serde_json::Value {
+    let run = bin()
+        .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap()).unwrap()
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -48,18 +62,7 @@ fn tiny_experiment_writes_reports_and_resumes() {
     let dir = tmp("tiny");
     let cfg = write(&dir, "tiny.toml", TINY);
     let out = dir.join("out");
-    let run = bin()
-        .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
-            .unwrap();
+    let summary = run_tiny(&cfg, &out);
     for key in [
         "clean_accuracy",
         "clean_accuracy_drop",
@@ -105,18 +108,7 @@ fn same_seed_same_results() {
     let mut acc = Vec::new();
     for k in 0..2 {
         let out = dir.join(format!("out{k}"));
-        let run = bin()
-            .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let s: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
-                .unwrap();
+        let s = run_tiny(&cfg, &out);
         acc.push((
             s["clean_accuracy"].clone(),
             s["asr"].clone(),

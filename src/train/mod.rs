@@ -86,13 +86,14 @@ pub fn fit(
     let mut order: Vec<i64> = (0..data.len as i64).collect();
     let mut history = Vec::with_capacity(cfg.epochs);
     let mut batches_done = 0;
+    let prep = norm.on(net.in_channels, device);
     for epoch in 1..=cfg.epochs {
         let start = Instant::now();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
         for idx in order.chunks(cfg.batch_size) {
             let (x, y) = data.batch(idx);
-            let x = norm.apply(&augment.apply(&x, &mut rng), net.in_channels);
+            let x = prep.apply(&augment.apply(&x, &mut rng));
             let logits = net.forward_t(&x, true);
             let loss = logits.cross_entropy_for_logits(&y);
             opt.zero_grad();
@@ -143,9 +144,10 @@ fn evaluate_device(net: &Net, set: &DeviceSet, norm: &Normalizer, batch: usize) 
         let mut preds = Vec::with_capacity(set.len);
         let mut loss = 0f64;
         let idx: Vec<i64> = (0..set.len as i64).collect();
+        let prep = norm.on(net.in_channels, set.x.device());
         for chunk in idx.chunks(batch) {
             let (x, y) = set.batch(chunk);
-            let logits = net.forward_t(&norm.apply(&x, net.in_channels), false);
+            let logits = net.forward_t(&prep.apply(&x), false);
             loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * chunk.len() as f64;
             preds.extend(tensor_to_vec(&logits.argmax(-1, false)));
         }

@@ -37,21 +37,37 @@ impl Normalizer {
         }
     }
 
-    /// Expands a 1-channel batch to `channels` and normalizes each channel; statistics of
-    /// one channel apply to all.
-    pub fn apply(&self, x: &Tensor, channels: usize) -> Tensor {
-        let size = x.size();
-        let x = if size[1] == 1 && channels > 1 {
-            x.expand([size[0], channels as i64, size[2], size[3]], false)
-        } else {
-            x.shallow_clone()
-        };
-        let pick = |v: &[f32], c: usize| if v.len() == 1 { v[0] } else { v[c % v.len()] };
+    /// The statistics as (1, C, 1, 1) tensors for a model with `channels` inputs, built once
+    /// per loop rather than per batch; statistics of one channel apply to all.
+    pub fn on(&self, channels: usize, device: tch::Device) -> BatchNormalizer {
+        let pick = |v: &[f32], c: usize| v[c % v.len()];
         let mean: Vec<f32> = (0..channels).map(|c| pick(&self.mean, c)).collect();
         let std: Vec<f32> = (0..channels).map(|c| pick(&self.std, c)).collect();
         let shape = [1, channels as i64, 1, 1];
-        let m = Tensor::from_slice(&mean).view(shape).to_device(x.device());
-        let s = Tensor::from_slice(&std).view(shape).to_device(x.device());
-        (x - m) / s
+        BatchNormalizer {
+            channels,
+            mean: Tensor::from_slice(&mean).view(shape).to_device(device),
+            std: Tensor::from_slice(&std).view(shape).to_device(device),
+        }
+    }
+}
+
+/// A `Normalizer` placed on a device for one model's channel count.
+pub struct BatchNormalizer {
+    channels: usize,
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl BatchNormalizer {
+    /// Expands a 1-channel batch to the model's channels and normalizes each channel.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let size = x.size();
+        let x = if size[1] == 1 && self.channels > 1 {
+            x.expand([size[0], self.channels as i64, size[2], size[3]], false)
+        } else {
+            x.shallow_clone()
+        };
+        (x - &self.mean) / &self.std
     }
 }
