@@ -1,5 +1,6 @@
 //! Training throughput (images/s) of fedsentry's trainer next to the same model and loop in
-//! PyTorch from the same virtualenv. Runs alternate (fedsentry, PyTorch) and report medians.
+//! PyTorch from the same virtualenv. Runs alternate (fedsentry, PyTorch); each run times several
+//! epochs and the medians are compared, which keeps a noisy shared machine from deciding the ratio.
 //!
 //! Run: ./scripts/bench train_step   [env: BENCH_REPS=3, BENCH_IMAGES=1024, BENCH_MODELS=small_cnn,mobilenet_v2]
 
@@ -44,10 +45,18 @@ fn ours(arch: Arch, size: usize, images: usize) -> f64 {
     let norm = Normalizer::identity();
     let aug = AugmentConfig::default();
     fit(&net, &set, None, &norm, &cfg, &aug, 0, &mut |_, _| {}).unwrap(); // warm-up
-    let t = Instant::now();
-    fit(&net, &set, None, &norm, &cfg, &aug, 1, &mut |_, _| {}).unwrap();
-    images as f64 / t.elapsed().as_secs_f64()
+    let rates = (1..=EPOCHS)
+        .map(|seed| {
+            let t = Instant::now();
+            fit(&net, &set, None, &norm, &cfg, &aug, seed, &mut |_, _| {}).unwrap();
+            images as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(rates)
 }
+
+/// Timed epochs per process on each side; their median is one sample.
+const EPOCHS: u64 = 3;
 
 fn pytorch(model: &str, size: usize, images: usize) -> f64 {
     let python = std::env::var("VIRTUAL_ENV")
@@ -63,6 +72,8 @@ fn pytorch(model: &str, size: usize, images: usize) -> f64 {
             &size.to_string(),
             "--images",
             &images.to_string(),
+            "--epochs",
+            &EPOCHS.to_string(),
         ])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
@@ -86,7 +97,7 @@ fn main() {
     let images: usize = env_or("BENCH_IMAGES", "1024").parse().unwrap();
     let size = 64;
     println!(
-        "training throughput, {size}x{size} px, batch 32, Adam, {images} images/epoch, median of {reps}, libtorch threads {}",
+        "training throughput, {size}x{size} px, batch 32, Adam, {images} images/epoch, median of {reps} runs × {EPOCHS} epochs, libtorch threads {}",
         tch::get_num_threads()
     );
     println!(

@@ -38,7 +38,8 @@ impl Layer {
             }
             Layer::Linear(l) => x.apply(l),
             Layer::Relu => x.relu(),
-            Layer::Relu6 => x.clamp(0.0, 6.0),
+            // relu6 is hardtanh(0, 6) in libtorch, whose backward is one fused kernel; clamp's is several.
+            Layer::Relu6 => x.relu6(),
             Layer::MaxPool2 => x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
             Layer::Dropout(p) => x.dropout(*p, train),
             Layer::Seq(s) => s.forward_t(x, train),
