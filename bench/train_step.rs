@@ -44,11 +44,22 @@ fn ours(arch: Arch, size: usize, images: usize) -> f64 {
     };
     let norm = Normalizer::identity();
     let aug = AugmentConfig::default();
-    fit(&net, &set, None, &norm, &cfg, &aug, 0, &mut |_, _| {}).unwrap(); // warm-up
+    fit(&net, &set, None, &norm, &cfg, &aug, 0, None, &mut |_, _| {}).unwrap(); // warm-up
     let rates = (1..=EPOCHS)
         .map(|seed| {
             let t = Instant::now();
-            fit(&net, &set, None, &norm, &cfg, &aug, seed, &mut |_, _| {}).unwrap();
+            fit(
+                &net,
+                &set,
+                None,
+                &norm,
+                &cfg,
+                &aug,
+                seed,
+                None,
+                &mut |_, _| {},
+            )
+            .unwrap();
             images as f64 / t.elapsed().as_secs_f64()
         })
         .collect();

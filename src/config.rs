@@ -27,6 +27,9 @@ pub struct Experiment {
     pub pretrain: Option<PretrainConfig>,
     #[serde(default)]
     pub attack: Option<Poisoning>,
+    /// Train as a simulated federation instead of centrally.
+    #[serde(default)]
+    pub federation: Option<crate::federated::FederationConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
     /// A previous clean run's `summary.json` to compute CAD against instead of running one.
@@ -387,16 +390,25 @@ impl Experiment {
             if let Some(Poisoning::LabelFlip(l)) = &self.attack {
                 crate::attacks::check_rate(l.rate, "attack.rate")?;
             }
+            if let Some(f) = &self.federation {
+                f.validate(self.attack.is_some())?;
+            }
             Ok(())
         };
         check().map_err(|e| invalid(file, e))
     }
 
-    /// The same experiment without its attack: the clean baseline of CAD.
+    /// The same experiment without its attack (and, federated, without malicious clients):
+    /// the clean baseline of CAD.
     pub fn clean(&self) -> Experiment {
+        let federation = self.federation.clone().map(|mut f| {
+            f.malicious = None;
+            f
+        });
         Experiment {
             attack: None,
             baseline: None,
+            federation,
             ..self.clone()
         }
     }
@@ -419,11 +431,7 @@ impl Cell {
             .iter()
             .map(|(k, v)| {
                 let short = k.rsplit('.').next().unwrap_or(k);
-                let val = match v {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                format!("{short}={val}")
+                format!("{short}={}", value_label(v))
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -436,6 +444,17 @@ impl Cell {
                 }
             })
             .collect()
+    }
+}
+
+/// A grid value as a short label: strings bare, tables as their values joined by `_`
+/// (`{ kind = "dirichlet", alpha = 1.0 }` → `dirichlet_1.0`), arrays joined by `+`.
+pub fn value_label(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Table(t) => t.values().map(value_label).collect::<Vec<_>>().join("_"),
+        toml::Value::Array(a) => a.iter().map(value_label).collect::<Vec<_>>().join("+"),
+        other => other.to_string(),
     }
 }
 

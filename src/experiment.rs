@@ -9,6 +9,7 @@ use crate::attacks::backdoor::Backdoor;
 use crate::config::{self, Cell, Experiment, Init};
 use crate::data::{self, Dataset, ImageSet};
 use crate::error::{Error, Result};
+use crate::federated;
 use crate::metrics::{self, ClassificationReport};
 use crate::models::Net;
 use crate::progress;
@@ -56,6 +57,9 @@ pub struct Summary {
     /// The clean baseline model's ASR: how often the trigger alone moves a clean model.
     pub baseline_asr: Option<f64>,
     pub f1_macro: f64,
+    /// Federated runs: strategy, partition, malicious clients, poisoned samples per client.
+    #[serde(default)]
+    pub federation: Option<FedSummary>,
     pub precision_macro: f64,
     pub recall_macro: f64,
     pub test_loss: f64,
@@ -68,7 +72,9 @@ pub struct Summary {
 
 /// Result of training one model and evaluating it.
 struct Outcome {
+    /// Centralized: per-epoch history; federated: empty (see `federated`).
     history: Vec<EpochRecord>,
+    federated: Option<FedOutcome>,
     clean: ClassificationReport,
     test_loss: f64,
     triggered_pred: Option<Vec<i64>>,
@@ -82,6 +88,8 @@ struct Outcome {
 #[derive(Default)]
 pub struct Context {
     datasets: HashMap<String, std::sync::Arc<Dataset>>,
+    /// Backbones made by this invocation (reused even under `--force`).
+    made: std::collections::HashSet<PathBuf>,
 }
 
 impl Context {
@@ -111,6 +119,30 @@ impl Context {
         self.datasets.insert(key, d.clone());
         Ok(d)
     }
+}
+
+/// What a federated run adds to an `Outcome`.
+struct FedOutcome {
+    rounds: Vec<federated::RoundRecord>,
+    clients: Vec<federated::ClientRecord>,
+    partition_counts: Vec<Vec<usize>>,
+    summary: FedSummary,
+}
+
+/// The federation part of a cell's summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FedSummary {
+    pub strategy: String,
+    pub partition: String,
+    pub clients: usize,
+    pub rounds: usize,
+    pub malicious_clients: Vec<usize>,
+    /// Poison rate of the malicious clients (the first one's, when they differ).
+    pub poison_rate: Option<f64>,
+    /// "poisoned/training samples" per client, e.g. "342/1140" (honest: "0/1142").
+    pub poisoned_per_client: Vec<String>,
+    /// (train, validation) samples per client.
+    pub client_sizes: Vec<(usize, usize)>,
 }
 
 fn seed_all(seed: u64) {
@@ -187,6 +219,7 @@ fn fit_with_bar(
         cfg,
         augment,
         seed,
+        None,
         &mut |_, loss| {
             pb.inc(1);
             pb.set_message(format!("loss {loss:.4}"));
@@ -224,30 +257,18 @@ fn backbone(exp: &Experiment, ctx: &mut Context, opts: &RunOptions) -> Result<Op
         .out
         .join("pretrained")
         .join(format!("{}-{key}.safetensors", exp.model.arch.name()));
-    if path.is_file() && !opts.force {
+    if path.is_file() && (!opts.force || ctx.made.contains(&path)) {
         return Ok(Some(path));
     }
-    pretrain(exp, ctx, opts, &path).map(Some)
+    pretrain(exp, ctx, opts, &path)?;
+    ctx.made.insert(path.clone());
+    Ok(Some(path))
 }
 
-/// Trains one model (poisoned when `exp.attack` is set) and evaluates it on the clean test set
-/// and, when `probe` is given, on the fully triggered one.
-fn train_and_evaluate(
-    exp: &Experiment,
-    ds: &Dataset,
-    backbone: Option<&Path>,
-    probe: Option<&Backdoor>,
-    label: &str,
-) -> Result<Outcome> {
+/// The model a run starts from: seeded random init, the backbone's features when given, and
+/// the fine-tuning strategy's frozen layers. Returns it with the frozen parameter share.
+fn initial_net(exp: &Experiment, ds: &Dataset, backbone: Option<&Path>) -> Result<(Net, f64)> {
     let device = exp.device.device()?;
-    let (train_idx, val_idx) = data::stratified_split(&ds.train, exp.data.val_fraction, exp.seed);
-    let mut train_set = ds.train.subset(&train_idx);
-    let val_set = ds.train.subset(&val_idx);
-    // The validation split is the defender's clean hold-out; only training images are poisoned.
-    let poison = match &exp.attack {
-        Some(a) => Some(a.poison(&mut train_set, exp.seed ^ 0x706f_6973)?),
-        None => None,
-    };
     seed_all(exp.seed);
     let mut net = Net::new(
         exp.model.arch,
@@ -273,6 +294,30 @@ fn train_and_evaluate(
         net.copy_from(&donor, "features.")?;
     }
     let frozen_fraction = net.apply_fine_tune(exp.model.fine_tune()?)?;
+    Ok((net, frozen_fraction))
+}
+
+/// Trains one model (poisoned when `exp.attack` is set) and evaluates it on the clean test set
+/// and, when `probe` is given, on the fully triggered one.
+fn train_and_evaluate(
+    exp: &Experiment,
+    ds: &Dataset,
+    backbone: Option<&Path>,
+    probe: Option<&Backdoor>,
+    label: &str,
+) -> Result<Outcome> {
+    if exp.federation.is_some() {
+        return federated_train_and_evaluate(exp, ds, backbone, probe, label);
+    }
+    let (train_idx, val_idx) = data::stratified_split(&ds.train, exp.data.val_fraction, exp.seed);
+    let mut train_set = ds.train.subset(&train_idx);
+    let val_set = ds.train.subset(&val_idx);
+    // The validation split is the defender's clean hold-out; only training images are poisoned.
+    let poison = match &exp.attack {
+        Some(a) => Some(a.poison(&mut train_set, exp.seed ^ 0x706f_6973)?),
+        None => None,
+    };
+    let (net, frozen_fraction) = initial_net(exp, ds, backbone)?;
     let norm = Normalizer::new(exp.data.normalize, &train_set);
     let history = fit_with_bar(
         &net,
@@ -290,6 +335,7 @@ fn train_and_evaluate(
         probe.map(|b| train::evaluate(&net, &b.trigger.apply_all(&ds.test), &norm).1);
     Ok(Outcome {
         history,
+        federated: None,
         clean,
         test_loss,
         triggered_pred,
@@ -298,6 +344,168 @@ fn train_and_evaluate(
         train_size: train_set.len(),
         val_size: val_set.len(),
     })
+}
+
+/// The federated counterpart of `train_and_evaluate`: clients train the model together over
+/// rounds; the final global model is evaluated as a centralized one would be.
+fn federated_train_and_evaluate(
+    exp: &Experiment,
+    ds: &Dataset,
+    backbone: Option<&Path>,
+    probe: Option<&Backdoor>,
+    label: &str,
+) -> Result<Outcome> {
+    let fed = exp.federation.as_ref().expect("federated experiment");
+    let (net, frozen_fraction) = initial_net(exp, ds, backbone)?;
+    let initial = federated::params::flatten(&net);
+    drop(net);
+    let (clients, counts) = federated::make_clients(fed, ds, exp.attack.as_ref(), exp.seed)?;
+    // One normalization for the federation, from the training data as a whole.
+    let norm = Normalizer::new(exp.data.normalize, &ds.train);
+    let setup = federated::Setup {
+        fed,
+        data: ds,
+        shared: federated::client::Shared {
+            data: ds,
+            arch: exp.model.arch,
+            size: exp.data.size,
+            fine_tune: exp.model.fine_tune()?,
+            device: exp.device.device()?,
+            norm,
+            train: &exp.train,
+            augment: &exp.data.augment,
+            attack: exp.attack.as_ref(),
+            proximal_mu: federated::strategy::build(&fed.strategy, fed.sampling()).proximal_mu(),
+            seed: exp.seed,
+            threads: fed.threads_per_client,
+        },
+        initial,
+        frozen_fraction,
+        probe,
+        asr_exclude_target: exp.metrics.asr_exclude_target,
+    };
+    let pb = progress::bar(fed.rounds as u64, label.to_string());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] round {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let start = Instant::now();
+    let prev_threads = tch::get_num_threads();
+    let sim = federated::simulate(&setup, &clients, counts, &mut |r| {
+        pb.inc(1);
+        if let Some(a) = r.test_accuracy {
+            pb.set_message(format!(
+                "acc {:.2}%{}",
+                100.0 * a,
+                r.asr
+                    .map(|x| format!(" ASR {:.2}%", 100.0 * x))
+                    .unwrap_or_default()
+            ));
+        }
+    });
+    tch::set_num_threads(prev_threads);
+    let sim = sim?;
+    pb.finish_and_clear();
+    let last = sim.rounds.last().expect("at least one round");
+    progress::status(format!(
+        "{label}: {} rounds of {} ({} clients, {}) in {:.1}s, test acc {:.2}%{}",
+        sim.rounds.len(),
+        sim.strategy,
+        clients.len(),
+        fed.partition.label(),
+        start.elapsed().as_secs_f64(),
+        100.0 * last.test_accuracy.unwrap_or(f64::NAN),
+        last.asr
+            .map(|a| format!(", ASR {:.2}%", 100.0 * a))
+            .unwrap_or_default()
+    ));
+    let clean = ClassificationReport::new(&sim.test_pred, &ds.test.labels, ds.test.num_classes());
+    let malicious: Vec<usize> = clients
+        .iter()
+        .filter(|c| c.poison_rate.is_some())
+        .map(|c| c.id)
+        .collect();
+    let poisoned_per_client = sim
+        .poisoned
+        .iter()
+        .zip(&clients)
+        .map(|(p, c)| match p {
+            Some(r) => r.fraction(),
+            None => format!("0/{}", c.train.len()),
+        })
+        .collect();
+    // All poisoned samples together, for the cell's "poisoned" column.
+    let poison = (!malicious.is_empty()).then(|| {
+        let mut total = PoisonReport {
+            per_class: vec![0; ds.train.num_classes()],
+            of: clients.iter().map(|c| c.train.len()).sum(),
+            ..Default::default()
+        };
+        for (r, c) in sim.poisoned.iter().zip(&clients) {
+            if let Some(r) = r {
+                total.indices.extend(r.indices.iter().map(|&i| c.train[i]));
+                for (t, k) in total.per_class.iter_mut().zip(&r.per_class) {
+                    *t += k;
+                }
+            }
+        }
+        total.indices.sort_unstable();
+        total
+    });
+    let summary = FedSummary {
+        strategy: sim.strategy.clone(),
+        partition: fed.partition.label(),
+        clients: fed.clients,
+        rounds: fed.rounds,
+        poison_rate: clients.iter().find_map(|c| c.poison_rate),
+        malicious_clients: malicious,
+        poisoned_per_client,
+        client_sizes: sim.client_sizes.clone(),
+    };
+    let train_size = clients.iter().map(|c| c.train.len()).sum();
+    let val_size = clients.iter().map(|c| c.val.len()).sum();
+    Ok(Outcome {
+        history: Vec::new(),
+        federated: Some(FedOutcome {
+            rounds: sim.rounds,
+            clients: sim.clients,
+            partition_counts: sim.partition_counts,
+            summary,
+        }),
+        clean,
+        test_loss: sim.test_loss,
+        triggered_pred: sim.triggered_pred,
+        frozen_fraction: sim.frozen_fraction,
+        poison,
+        train_size,
+        val_size,
+    })
+}
+
+/// history.csv (epochs or rounds), clients.csv and the partition report, and the clean
+/// confusion matrix.
+fn write_outcome(dir: &Path, ds: &Dataset, out: &Outcome) -> Result<()> {
+    match &out.federated {
+        Some(f) => {
+            report::write_rows(&dir.join("history.csv"), &f.rounds)?;
+            report::write_rows(&dir.join("clients.csv"), &f.clients)?;
+            report::write_partition(
+                dir,
+                &ds.train.classes,
+                &f.partition_counts,
+                &f.summary.malicious_clients,
+            )?;
+        }
+        None => report::write_history(&dir.join("history.csv"), &out.history)?,
+    }
+    report::write_confusion(
+        &dir.join("confusion_clean.csv"),
+        &ds.test.classes,
+        &out.clean.confusion,
+    )
 }
 
 fn safetensor_names(path: &Path) -> Result<Vec<(String, Vec<i64>)>> {
@@ -328,10 +536,13 @@ fn params_json(cell: &Cell) -> serde_json::Map<String, serde_json::Value> {
     cell.params
         .iter()
         .map(|(k, v)| {
-            (
-                k.clone(),
-                serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-            )
+            let json = match v {
+                toml::Value::Table(_) | toml::Value::Array(_) => {
+                    serde_json::Value::String(config::value_label(v))
+                }
+                other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+            };
+            (k.clone(), json)
         })
         .collect()
 }
@@ -379,12 +590,7 @@ fn baseline(
         (Some(b), Some(p)) => Some(asr_of(b, ds, p, exp.metrics.asr_exclude_target)?.rate()),
         _ => None,
     };
-    report::write_history(&dir.join("history.csv"), &out.history)?;
-    report::write_confusion(
-        &dir.join("confusion_clean.csv"),
-        &ds.test.classes,
-        &out.clean.confusion,
-    )?;
+    write_outcome(&dir, ds, &out)?;
     report::write_json(
         &file,
         &serde_json::json!({
@@ -446,12 +652,7 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         _ => (None, None),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    report::write_history(&dir.join("history.csv"), &out.history)?;
-    report::write_confusion(
-        &dir.join("confusion_clean.csv"),
-        &ds.test.classes,
-        &out.clean.confusion,
-    )?;
+    write_outcome(&dir, &ds, &out)?;
     if let Some(p) = &out.triggered_pred {
         let m = metrics::confusion_matrix(p, &ds.test.labels, ds.test.num_classes());
         report::write_confusion(&dir.join("confusion_triggered.csv"), &ds.test.classes, &m)?;
@@ -467,10 +668,7 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         train_size: out.train_size,
         val_size: out.val_size,
         test_size: ds.test.len(),
-        attack: exp.attack.as_ref().map(|a| match a {
-            crate::attacks::Poisoning::Backdoor(_) => "backdoor".to_string(),
-            crate::attacks::Poisoning::LabelFlip(_) => "label_flip".to_string(),
-        }),
+        attack: exp.attack.as_ref().map(|a| a.kind().to_string()),
         poisoned: out.poison.as_ref().map(PoisonReport::fraction),
         poisoned_per_class: out.poison.as_ref().map(|p| p.per_class.clone()),
         clean_accuracy: out.clean.accuracy,
@@ -482,6 +680,7 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         asr_fraction: asr.map(|a| a.fraction()),
         baseline_asr,
         f1_macro: out.clean.f1_macro,
+        federation: out.federated.as_ref().map(|f| f.summary.clone()),
         precision_macro: out.clean.precision_macro,
         recall_macro: out.clean.recall_macro,
         test_loss: out.test_loss,
@@ -532,10 +731,17 @@ fn one_line(s: &Summary) -> String {
     )
 }
 
-const RESULT_COLUMNS: [&str; 12] = [
+// No timings here: a resumed sweep must write the same table as an uninterrupted one
+// (`elapsed_s` stays in each cell's summary.json).
+const RESULT_COLUMNS: [&str; 16] = [
     "cell",
     "model",
     "fine_tune",
+    "partition",
+    "strategy",
+    "malicious",
+    "poison_rate",
+    "poisoned_per_client",
     "clean_accuracy",
     "baseline_accuracy",
     "clean_accuracy_drop",
@@ -544,7 +750,6 @@ const RESULT_COLUMNS: [&str; 12] = [
     "asr_fraction",
     "f1_macro",
     "seed",
-    "elapsed_s",
 ];
 
 pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> {
@@ -573,10 +778,18 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
                     None => String::new(),
                 })
                 .collect();
+            let fed = s.federation.as_ref();
             r.extend([
                 s.cell.clone(),
                 s.model.clone(),
                 s.fine_tune.clone(),
+                fed.map(|f| f.partition.clone()).unwrap_or_default(),
+                fed.map(|f| f.strategy.clone()).unwrap_or_default(),
+                fed.map(|f| f.malicious_clients.len().to_string())
+                    .unwrap_or_default(),
+                f(fed.and_then(|f| f.poison_rate)),
+                fed.map(|f| f.poisoned_per_client.join(" "))
+                    .unwrap_or_default(),
                 f(Some(s.clean_accuracy)),
                 f(s.baseline_accuracy),
                 f(s.clean_accuracy_drop),
@@ -585,26 +798,38 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
                 s.asr_fraction.clone().unwrap_or_default(),
                 f(Some(s.f1_macro)),
                 s.seed.to_string(),
-                format!("{:.1}", s.elapsed_s),
             ]);
             r
         })
         .collect();
     report::write_csv(&out.join("results.csv"), &header, &rows)?;
+    crate::figures::sweep_figures(out, cells)?;
     report::write_json(
         &out.join("summary.json"),
         &serde_json::json!({ "elapsed_s": elapsed, "cells": cells }),
     )
 }
 
-/// The model × strategy table printed at the end of a run.
+/// The model × strategy table printed at the end of a run (federated runs add partition,
+/// malicious clients and their poison rate).
 pub fn results_table(cells: &[Summary]) -> String {
+    let federated = cells.iter().any(|s| s.federation.is_some());
     let rows: Vec<Vec<String>> = cells
         .iter()
         .map(|s| {
-            vec![
-                s.model.clone(),
-                s.fine_tune.clone(),
+            let fed = s.federation.as_ref();
+            let mut row = vec![s.model.clone(), s.fine_tune.clone()];
+            if federated {
+                row.extend([
+                    fed.map(|f| f.partition.clone()).unwrap_or_default(),
+                    fed.map(|f| f.malicious_clients.len().to_string())
+                        .unwrap_or_default(),
+                    fed.and_then(|f| f.poison_rate)
+                        .map(|r| format!("{r}"))
+                        .unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            row.extend([
                 pct(Some(s.clean_accuracy)),
                 pct(s.baseline_accuracy),
                 s.clean_accuracy_drop
@@ -613,20 +838,21 @@ pub fn results_table(cells: &[Summary]) -> String {
                 pct(s.asr),
                 s.asr_fraction.clone().unwrap_or_else(|| "-".into()),
                 pct(Some(s.f1_macro)),
-            ]
+            ]);
+            row
         })
         .collect();
-    report::table(
-        &[
-            "model",
-            "strategy",
-            "clean acc %",
-            "baseline %",
-            "CAD pts",
-            "ASR %",
-            "ASR hits",
-            "F1 %",
-        ],
-        &rows,
-    )
+    let mut header = vec!["model", "strategy"];
+    if federated {
+        header.extend(["partition", "malicious", "rate"]);
+    }
+    header.extend([
+        "clean acc %",
+        "baseline %",
+        "CAD pts",
+        "ASR %",
+        "ASR hits",
+        "F1 %",
+    ]);
+    report::table(&header, &rows)
 }

@@ -8,6 +8,8 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod federated;
+pub mod figures;
 pub mod metrics;
 pub mod models;
 pub mod progress;

@@ -62,6 +62,43 @@ pub fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
     write_csv(path, &header, &rows)
 }
 
+/// One CSV row per record, columns from the record's field names (None → empty cell).
+pub fn write_rows<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        w.serialize(r)
+            .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
+}
+
+/// The partition report: `partition.csv` (samples per class per client) and `partition.svg`.
+pub fn write_partition(
+    dir: &Path,
+    classes: &[String],
+    counts: &[Vec<usize>],
+    malicious: &[usize],
+) -> Result<()> {
+    let mut header = vec!["client".to_string(), "malicious".to_string()];
+    header.extend(classes.iter().cloned());
+    header.push("total".into());
+    let rows: Vec<Vec<String>> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut r = vec![i.to_string(), malicious.contains(&i).to_string()];
+            r.extend(c.iter().map(|k| k.to_string()));
+            r.push(c.iter().sum::<usize>().to_string());
+            r
+        })
+        .collect();
+    write_csv(&dir.join("partition.csv"), &header, &rows)?;
+    crate::figures::partition_chart(&dir.join("partition.svg"), classes, counts, malicious)
+}
+
 /// Confusion matrix with class names: rows are true classes, columns predictions.
 pub fn write_confusion(path: &Path, classes: &[String], m: &[Vec<u64>]) -> Result<()> {
     let mut header = vec!["true\\predicted".to_string()];

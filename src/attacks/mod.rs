@@ -50,6 +50,23 @@ impl Poisoning {
         }
     }
 
+    /// The same attack at another poison rate (a malicious client's own rate).
+    pub fn with_rate(&self, rate: f64) -> Poisoning {
+        let mut a = self.clone();
+        match &mut a {
+            Poisoning::Backdoor(b) => b.rate = rate,
+            Poisoning::LabelFlip(l) => l.rate = rate,
+        }
+        a
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Poisoning::Backdoor(_) => "backdoor",
+            Poisoning::LabelFlip(_) => "label_flip",
+        }
+    }
+
     pub fn as_backdoor(&self) -> Option<&backdoor::Backdoor> {
         match self {
             Poisoning::Backdoor(b) => Some(b),

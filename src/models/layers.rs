@@ -1,7 +1,41 @@
 //! The few layer kinds our models use, run in sequence. Batch norm decides train/eval from its
 //! own weight: a frozen (non-trainable) layer keeps its running statistics.
 
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use std::cell::RefCell;
 use tch::{Tensor, nn};
+
+thread_local! {
+    /// Dropout masks come from this per-thread generator rather than libtorch's global one, so
+    /// that clients training side by side on worker threads stay reproducible.
+    static DROPOUT_RNG: RefCell<StdRng> = RefCell::new(StdRng::seed_from_u64(0));
+}
+
+/// Seeds this thread's dropout masks; training calls it once per run.
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_RNG.with(|r| *r.borrow_mut() = StdRng::seed_from_u64(seed));
+}
+
+/// Inverted dropout: zeroes each element with probability `p`, scales the rest by 1/(1−p).
+fn dropout(x: &Tensor, p: f64) -> Tensor {
+    if p <= 0.0 {
+        return x.shallow_clone();
+    }
+    let n = x.numel();
+    let keep = 1.0 / (1.0 - p) as f32;
+    let cut = (p * u32::MAX as f64) as u32;
+    let mask: Vec<f32> = DROPOUT_RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        (0..n)
+            .map(|_| if r.random::<u32>() >= cut { keep } else { 0.0 })
+            .collect()
+    });
+    let mask = Tensor::from_slice(&mask)
+        .view(x.size().as_slice())
+        .to_device(x.device())
+        .to_kind(x.kind());
+    x * mask
+}
 
 pub enum Layer {
     Conv(nn::Conv2D),
@@ -41,7 +75,8 @@ impl Layer {
             // relu6 is hardtanh(0, 6) in libtorch, whose backward is one fused kernel; clamp's is several.
             Layer::Relu6 => x.relu6(),
             Layer::MaxPool2 => x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
-            Layer::Dropout(p) => x.dropout(*p, train),
+            Layer::Dropout(p) if train => dropout(x, *p),
+            Layer::Dropout(_) => x.shallow_clone(),
             Layer::Seq(s) => s.forward_t(x, train),
             Layer::Residual(s) => x + s.forward_t(x, train),
         }

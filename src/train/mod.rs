@@ -64,6 +64,37 @@ pub fn optimizer(net: &Net, cfg: &TrainConfig) -> Result<nn::Optimizer> {
 /// Called after every batch with (batches done, running loss).
 pub type OnBatch<'a> = &'a mut dyn FnMut(usize, f64);
 
+/// FedProx's proximal term μ/2·Σ‖w − w₀‖² over the trainable parameters, anchored at `w₀`.
+pub struct Proximal {
+    pub mu: f64,
+    anchor: Vec<(Tensor, Tensor)>,
+}
+
+impl Proximal {
+    /// Anchors at the net's current trainable parameters.
+    pub fn anchored_at(net: &Net, mu: f64) -> Self {
+        let anchor = net
+            .parameters()
+            .into_iter()
+            .filter(|(_, p)| p.requires_grad())
+            .map(|(_, p)| {
+                let a = p.detach().copy();
+                (p, a)
+            })
+            .collect();
+        Proximal { mu, anchor }
+    }
+
+    fn term(&self) -> Option<Tensor> {
+        let sq = self
+            .anchor
+            .iter()
+            .map(|(p, a)| (p - a).square().sum(Kind::Float))
+            .reduce(|x, y| x + y)?;
+        Some(sq * (self.mu / 2.0))
+    }
+}
+
 /// Trains `net` for `cfg.epochs` epochs; evaluates on `val` after each epoch when given.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
@@ -74,6 +105,7 @@ pub fn fit(
     cfg: &TrainConfig,
     augment: &AugmentConfig,
     seed: u64,
+    proximal: Option<&Proximal>,
     on_batch: OnBatch,
 ) -> Result<Vec<EpochRecord>> {
     let device = net.vs.device();
@@ -83,6 +115,8 @@ pub fn fit(
         .map(|v| DeviceSet::new(v, device));
     let mut opt = optimizer(net, cfg)?;
     let mut rng = StdRng::seed_from_u64(seed);
+    crate::models::layers::seed_dropout(seed ^ 0x64726f70);
+    let prox = proximal.filter(|p| p.mu > 0.0);
     let mut order: Vec<i64> = (0..data.len as i64).collect();
     let mut history = Vec::with_capacity(cfg.epochs);
     let mut batches_done = 0;
@@ -96,8 +130,12 @@ pub fn fit(
             let x = prep.apply(&augment.apply(&x, &mut rng));
             let logits = net.forward_t(&x, true);
             let loss = logits.cross_entropy_for_logits(&y);
+            let objective = match prox.and_then(Proximal::term) {
+                Some(t) => &loss + t,
+                None => loss.shallow_clone(),
+            };
             opt.zero_grad();
-            loss.backward();
+            objective.backward();
             opt.step();
             let l = loss.double_value(&[]);
             loss_sum += l * idx.len() as f64;
@@ -197,6 +235,7 @@ mod tests {
             &cfg,
             &AugmentConfig::default(),
             0,
+            None,
             &mut |_, _| {},
         )
         .unwrap();
@@ -245,6 +284,7 @@ mod tests {
             &cfg,
             &AugmentConfig::default(),
             0,
+            None,
             &mut |_, _| {},
         )
         .unwrap();

@@ -1,0 +1,118 @@
+//! One client's local training: load the global model, poison the local data when the client is
+//! malicious, train, send the weights back. The model exists only for the duration of the call.
+
+use super::params;
+use super::strategy::ClientUpdate;
+use crate::attacks::{PoisonReport, Poisoning};
+use crate::config::TrainConfig;
+use crate::data::augment::AugmentConfig;
+use crate::data::{Dataset, ImageSet};
+use crate::error::Result;
+use crate::models::{Arch, FineTune, Net};
+use crate::train::{self, Proximal, normalize::Normalizer};
+use tch::Device;
+
+/// A client: index lists into the shared training set, and its poison rate when malicious.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: usize,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub poison_rate: Option<f64>,
+}
+
+/// Everything clients share: data, model recipe, local training settings.
+pub struct Shared<'a> {
+    pub data: &'a Dataset,
+    pub arch: Arch,
+    pub size: usize,
+    pub fine_tune: FineTune,
+    pub device: Device,
+    pub norm: Normalizer,
+    pub train: &'a TrainConfig,
+    pub augment: &'a AugmentConfig,
+    pub attack: Option<&'a Poisoning>,
+    pub proximal_mu: f64,
+    pub seed: u64,
+    /// libtorch threads inside one client's training (fixed, so results do not depend on how
+    /// many clients train at once).
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct FitResult {
+    pub update: ClientUpdate,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub seconds: f64,
+}
+
+/// Seed for (run seed, round, client), the same whichever worker trains the client.
+pub fn mix(seed: u64, round: u64, client: u64) -> u64 {
+    // SplitMix64 finalizer over the combined words.
+    let mut z = seed
+        ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ client.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Shared<'_> {
+    pub fn new_net(&self) -> Result<Net> {
+        Net::new(
+            self.arch,
+            self.data.train.num_classes(),
+            self.data.train.channels,
+            self.size,
+            self.device,
+        )
+    }
+
+    /// The client's training set, poisoned when it is malicious. The poisoned samples are the
+    /// same every round: a malicious hospital's data does not change between rounds.
+    pub fn local_train(&self, c: &Client) -> Result<(ImageSet, Option<PoisonReport>)> {
+        let mut set = self.data.train.subset(&c.train);
+        let report = match (self.attack, c.poison_rate) {
+            (Some(a), Some(rate)) => Some(
+                a.with_rate(rate)
+                    .poison(&mut set, mix(self.seed, 0x706f_6973, c.id as u64))?,
+            ),
+            _ => None,
+        };
+        Ok((set, report))
+    }
+
+    /// Trains client `c` from the global model for one round.
+    pub fn fit(&self, c: &Client, global: &[f32], round: usize) -> Result<FitResult> {
+        let start = std::time::Instant::now();
+        tch::set_num_threads(self.threads as i32);
+        let net = self.new_net()?;
+        params::load(&net, global)?;
+        net.apply_fine_tune(self.fine_tune)?;
+        let (set, _) = self.local_train(c)?;
+        let prox = (self.proximal_mu > 0.0).then(|| Proximal::anchored_at(&net, self.proximal_mu));
+        let hist = train::fit(
+            &net,
+            &set,
+            None,
+            &self.norm,
+            self.train,
+            self.augment,
+            mix(self.seed, round as u64, c.id as u64),
+            prox.as_ref(),
+            &mut |_, _| {},
+        )?;
+        let last = hist.last().expect("at least one local epoch");
+        Ok(FitResult {
+            update: ClientUpdate {
+                client: c.id,
+                params: params::flatten(&net),
+                num_examples: set.len(),
+            },
+            train_loss: last.train_loss,
+            train_accuracy: last.train_accuracy,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}

@@ -1,0 +1,643 @@
+//! Federated simulation: partition → clients → rounds (train on a bounded worker pool, aggregate
+//! with a `Strategy`) → centralized and distributed evaluation each round.
+//!
+//! Clients hold index lists into one shared dataset; a client's model exists only while it
+//! trains. Clients are trained in ascending id order in groups of `workers`, and every random
+//! draw is seeded by (seed, round, client), so results do not depend on the number of workers.
+
+pub mod client;
+pub mod fedavg;
+pub mod fedprox;
+pub mod params;
+pub mod partition;
+pub mod strategy;
+
+use crate::attacks::backdoor::Backdoor;
+use crate::attacks::{PoisonReport, Poisoning};
+use crate::data::{Dataset, ImageSet};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::train::{self, normalize::Normalizer};
+use client::{Client, Shared, mix};
+use partition::PartitionConfig;
+use rand::{SeedableRng, rngs::StdRng, seq::index};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use strategy::{Sampling, StrategyConfig};
+
+/// `[federation]` in an experiment file. `[train]` then describes each client's local training
+/// (its `epochs` are the local epochs per round).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    pub clients: usize,
+    pub rounds: usize,
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// Share of clients that train each round, and the least that do (Flower's names).
+    #[serde(default = "one_f")]
+    pub fraction_fit: f64,
+    #[serde(default = "one")]
+    pub min_fit_clients: usize,
+    /// Share of clients that evaluate the global model on their validation sets each round.
+    #[serde(default = "one_f")]
+    pub fraction_evaluate: f64,
+    #[serde(default)]
+    pub min_evaluate_clients: usize,
+    #[serde(default)]
+    pub partition: PartitionConfig,
+    /// Share of each client's samples held out as its validation set.
+    #[serde(default = "default_client_val")]
+    pub client_val_fraction: f64,
+    #[serde(default)]
+    pub malicious: Option<MaliciousConfig>,
+    /// Evaluate the global model on the server's test sets every this many rounds (and after
+    /// the last round).
+    #[serde(default = "one")]
+    pub evaluate_every: usize,
+    /// Clients trained at once (0 = one per CPU core). Does not change results.
+    #[serde(default, skip_serializing)]
+    pub workers: usize,
+    /// libtorch threads inside one client's training.
+    #[serde(default = "one")]
+    pub threads_per_client: usize,
+}
+
+fn default_client_val() -> f64 {
+    0.2
+}
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+
+/// Which clients are malicious: explicit ids, or `count` drawn with the run's seed. They poison
+/// their local training data with `[attack]` at the attack's rate, or at `rates[i]` each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaliciousConfig {
+    pub clients: Vec<usize>,
+    pub count: Option<usize>,
+    pub rates: Vec<f64>,
+}
+
+impl FederationConfig {
+    pub fn validate(&self, has_attack: bool) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid(msg));
+        if self.clients == 0 {
+            return bad("`federation.clients` must be at least 1".into());
+        }
+        if self.rounds == 0 {
+            return bad("`federation.rounds` must be at least 1".into());
+        }
+        if self.evaluate_every == 0 {
+            return bad("`federation.evaluate_every` must be at least 1".into());
+        }
+        if self.threads_per_client == 0 {
+            return bad("`federation.threads_per_client` must be at least 1".into());
+        }
+        if !(0.0..0.9).contains(&self.client_val_fraction) {
+            return bad(format!(
+                "`federation.client_val_fraction` must be within 0..0.9, got {}",
+                self.client_val_fraction
+            ));
+        }
+        self.sampling().validate(self.clients)?;
+        self.strategy.validate()?;
+        self.partition
+            .validate(self.clients, None, "federation.partition")?;
+        if let Some(m) = &self.malicious {
+            if !has_attack && m.count.unwrap_or(m.clients.len()) > 0 {
+                return bad("`federation.malicious` needs an `[attack]` table to carry out".into());
+            }
+            if m.count.is_some() && !m.clients.is_empty() {
+                return bad(
+                    "`federation.malicious`: give either `clients` (ids) or `count`, not both"
+                        .into(),
+                );
+            }
+            if let Some(&id) = m.clients.iter().find(|&&id| id >= self.clients) {
+                return bad(format!(
+                    "`federation.malicious.clients`: client {id} does not exist (ids 0..{})",
+                    self.clients
+                ));
+            }
+            if m.count.is_some_and(|c| c > self.clients) {
+                return bad(format!(
+                    "`federation.malicious.count` {} exceeds the {} clients",
+                    m.count.unwrap_or(0),
+                    self.clients
+                ));
+            }
+            let n = m.count.unwrap_or(m.clients.len());
+            if !m.rates.is_empty() && m.rates.len() != n {
+                return bad(format!(
+                    "`federation.malicious.rates` has {} entries for {n} malicious clients",
+                    m.rates.len()
+                ));
+            }
+            for &r in &m.rates {
+                crate::attacks::check_rate(r, "federation.malicious.rates")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            fraction_fit: self.fraction_fit,
+            min_fit_clients: self.min_fit_clients,
+            fraction_evaluate: self.fraction_evaluate,
+            min_evaluate_clients: self.min_evaluate_clients,
+        }
+    }
+
+    /// Malicious client ids (ascending) with their poison rates.
+    pub fn malicious_clients(&self, attack: Option<&Poisoning>, seed: u64) -> Vec<(usize, f64)> {
+        let (Some(m), Some(a)) = (&self.malicious, attack) else {
+            return Vec::new();
+        };
+        let ids: Vec<usize> = match m.count {
+            Some(k) => {
+                let mut v = index::sample(
+                    &mut StdRng::seed_from_u64(mix(seed, 0x6d61, 0)),
+                    self.clients,
+                    k,
+                )
+                .into_vec();
+                v.sort_unstable();
+                v
+            }
+            None => {
+                let mut v = m.clients.clone();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        };
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| (id, m.rates.get(i).copied().unwrap_or(a.rate())))
+            .collect()
+    }
+
+    pub fn malicious_count(&self) -> usize {
+        self.malicious
+            .as_ref()
+            .map(|m| m.count.unwrap_or(m.clients.len()))
+            .unwrap_or(0)
+    }
+
+    /// Worker threads actually used.
+    pub fn worker_count(&self) -> usize {
+        if self.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers
+        }
+    }
+}
+
+/// The server's state after one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundRecord {
+    pub round: usize,
+    pub clients_fit: usize,
+    pub malicious_fit: usize,
+    /// Example-weighted mean of the clients' last-epoch training loss and accuracy.
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    /// Centralized evaluation on the server's clean test set (rounds that evaluate).
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    /// On the fully triggered test set (backdoor runs).
+    pub asr: Option<f64>,
+    pub asr_all: Option<f64>,
+    /// Distributed evaluation: the clients' validation sets, weighted by their sizes.
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: f64,
+}
+
+/// One client's part of one round.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientRecord {
+    pub round: usize,
+    pub client: usize,
+    pub malicious: bool,
+    pub num_examples: Option<usize>,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub val_examples: Option<usize>,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub seconds: Option<f64>,
+}
+
+/// Everything a simulation produced.
+pub struct Simulation {
+    pub rounds: Vec<RoundRecord>,
+    pub clients: Vec<ClientRecord>,
+    /// Per client: samples per class (rows: clients).
+    pub partition_counts: Vec<Vec<usize>>,
+    pub client_sizes: Vec<(usize, usize)>,
+    /// Per client: what its poisoning touched (None for honest clients).
+    pub poisoned: Vec<Option<PoisonReport>>,
+    pub strategy: String,
+    pub final_params: Vec<f32>,
+    pub test_loss: f64,
+    pub test_pred: Vec<i64>,
+    pub triggered_pred: Option<Vec<i64>>,
+    pub frozen_fraction: f64,
+}
+
+/// Inputs of one simulation.
+pub struct Setup<'a> {
+    pub fed: &'a FederationConfig,
+    pub data: &'a Dataset,
+    pub shared: Shared<'a>,
+    /// The initial global model (random or from a backbone, fine-tune applied).
+    pub initial: Vec<f32>,
+    pub frozen_fraction: f64,
+    pub probe: Option<&'a Backdoor>,
+    pub asr_exclude_target: bool,
+}
+
+/// Clients with their train/validation splits and poison rates.
+pub fn make_clients(
+    fed: &FederationConfig,
+    data: &Dataset,
+    attack: Option<&Poisoning>,
+    seed: u64,
+) -> Result<(Vec<Client>, Vec<Vec<usize>>)> {
+    let parts = fed.partition.split(
+        &data.train.labels,
+        data.train.num_classes(),
+        fed.clients,
+        mix(seed, 0x7061, 0),
+    )?;
+    let counts = partition::class_counts(&parts, &data.train.labels, data.train.num_classes());
+    let malicious = fed.malicious_clients(attack, seed);
+    let clients = parts
+        .iter()
+        .enumerate()
+        .map(|(id, p)| {
+            let (train, val) = partition::train_val_split(
+                p,
+                fed.client_val_fraction,
+                mix(seed, 0x7661, id as u64),
+            );
+            Client {
+                id,
+                train,
+                val,
+                poison_rate: malicious.iter().find(|(m, _)| *m == id).map(|(_, r)| *r),
+            }
+        })
+        .collect();
+    Ok((clients, counts))
+}
+
+/// Runs the rounds. `on_round` sees each finished round (for progress display).
+pub fn simulate(
+    setup: &Setup,
+    clients: &[Client],
+    counts: Vec<Vec<usize>>,
+    on_round: &mut dyn FnMut(&RoundRecord),
+) -> Result<Simulation> {
+    let fed = setup.fed;
+    let sh = &setup.shared;
+    let strategy = strategy::build(&fed.strategy, fed.sampling());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(fed.worker_count())
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start worker threads: {e}")))?;
+    // Poisoning is decided up front (and re-done identically inside each client's training).
+    let poisoned: Vec<Option<PoisonReport>> = clients
+        .iter()
+        .map(|c| sh.local_train(c).map(|(_, r)| r))
+        .collect::<Result<_>>()?;
+    let server = sh.new_net()?;
+    let triggered_test = setup.probe.map(|b| b.trigger.apply_all(&setup.data.test));
+    let target = match setup.probe {
+        Some(b) => Some(b.target_id(&setup.data.test.classes)?),
+        None => None,
+    };
+    let mut global = setup.initial.clone();
+    let mut rounds = Vec::with_capacity(fed.rounds);
+    let mut client_log = Vec::new();
+    let mut last_eval = None;
+    for round in 1..=fed.rounds {
+        let start = Instant::now();
+        let mut rng = StdRng::seed_from_u64(mix(sh.seed, round as u64, u64::MAX));
+        let selected = strategy.configure_fit(round, clients.len(), &mut rng);
+        let mut agg = strategy.begin(&global);
+        let round_start = client_log.len();
+        let (mut loss_sum, mut acc_sum, mut examples) = (0.0, 0.0, 0usize);
+        let mut malicious_fit = 0;
+        for group in selected.chunks(fed.worker_count()) {
+            let results: Vec<Result<client::FitResult>> = pool.install(|| {
+                use rayon::prelude::*;
+                group
+                    .par_iter()
+                    .map(|&id| sh.fit(&clients[id], &global, round))
+                    .collect()
+            });
+            // Folded in client order whatever finished first.
+            for r in results {
+                let r = r?;
+                let c = &clients[r.update.client];
+                let n = r.update.num_examples;
+                loss_sum += r.train_loss * n as f64;
+                acc_sum += r.train_accuracy * n as f64;
+                examples += n;
+                malicious_fit += usize::from(c.poison_rate.is_some());
+                client_log.push(ClientRecord {
+                    round,
+                    client: c.id,
+                    malicious: c.poison_rate.is_some(),
+                    num_examples: Some(n),
+                    train_loss: Some(r.train_loss),
+                    train_accuracy: Some(r.train_accuracy),
+                    val_examples: None,
+                    val_loss: None,
+                    val_accuracy: None,
+                    seconds: Some(r.seconds),
+                });
+                agg.add(r.update)?;
+            }
+        }
+        global = agg.finish()?;
+        params::load(&server, &global)?;
+
+        // Distributed evaluation: chosen clients score the new global model on their own
+        // validation sets.
+        let eval_ids = strategy.configure_evaluate(round, clients.len(), &mut rng);
+        let trained = round_start..client_log.len();
+        let (mut vl, mut va, mut vn) = (0.0, 0.0, 0usize);
+        for &id in &eval_ids {
+            let c = &clients[id];
+            if c.val.is_empty() {
+                continue;
+            }
+            let val = setup.data.train.subset(&c.val);
+            let (loss, pred) = train::evaluate(&server, &val, &sh.norm);
+            let acc = metrics::accuracy(&pred, &val.labels);
+            vl += loss * val.len() as f64;
+            va += acc * val.len() as f64;
+            vn += val.len();
+            let rec = ClientRecord {
+                round,
+                client: id,
+                malicious: c.poison_rate.is_some(),
+                num_examples: None,
+                train_loss: None,
+                train_accuracy: None,
+                val_examples: Some(val.len()),
+                val_loss: Some(loss),
+                val_accuracy: Some(acc),
+                seconds: None,
+            };
+            merge_client_record(&mut client_log, trained.clone(), rec);
+        }
+
+        let evaluate_now = round % fed.evaluate_every == 0 || round == fed.rounds;
+        let (mut test_loss, mut test_accuracy, mut asr, mut asr_all) = (None, None, None, None);
+        if evaluate_now {
+            let eval = server_eval(&server, &setup.data.test, triggered_test.as_ref(), &sh.norm);
+            test_loss = Some(eval.loss);
+            test_accuracy = Some(metrics::accuracy(&eval.pred, &setup.data.test.labels));
+            if let (Some(t), Some(tp)) = (target, &eval.triggered) {
+                let labels = &setup.data.test.labels;
+                asr = Some(
+                    metrics::attack_success_rate(tp, labels, t, setup.asr_exclude_target).rate(),
+                );
+                asr_all = Some(metrics::attack_success_rate(tp, labels, t, false).rate());
+            }
+            last_eval = Some(eval);
+        }
+        let mean = |s: f64, n: usize| (n > 0).then(|| s / n as f64);
+        let rec = RoundRecord {
+            round,
+            clients_fit: selected.len(),
+            malicious_fit,
+            train_loss: mean(loss_sum, examples).unwrap_or(f64::NAN),
+            train_accuracy: mean(acc_sum, examples).unwrap_or(f64::NAN),
+            test_loss,
+            test_accuracy,
+            asr,
+            asr_all,
+            val_loss: mean(vl, vn),
+            val_accuracy: mean(va, vn),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        on_round(&rec);
+        rounds.push(rec);
+    }
+    let eval = last_eval.expect("the last round always evaluates");
+    Ok(Simulation {
+        rounds,
+        clients: client_log,
+        partition_counts: counts,
+        client_sizes: clients
+            .iter()
+            .map(|c| (c.train.len(), c.val.len()))
+            .collect(),
+        poisoned,
+        strategy: strategy.name(),
+        final_params: global,
+        test_loss: eval.loss,
+        test_pred: eval.pred,
+        triggered_pred: eval.triggered,
+        frozen_fraction: setup.frozen_fraction,
+    })
+}
+
+/// A client that trained and evaluated in the same round gets one record. `log[from..]` holds
+/// this round's training records (`trained`) in ascending client order.
+fn merge_client_record(
+    log: &mut Vec<ClientRecord>,
+    trained: std::ops::Range<usize>,
+    rec: ClientRecord,
+) {
+    let from = trained.start;
+    match log[trained].binary_search_by_key(&rec.client, |r| r.client) {
+        Ok(i) => {
+            let r = &mut log[from + i];
+            r.val_examples = rec.val_examples;
+            r.val_loss = rec.val_loss;
+            r.val_accuracy = rec.val_accuracy;
+        }
+        Err(_) => log.push(rec),
+    }
+}
+
+struct ServerEval {
+    loss: f64,
+    pred: Vec<i64>,
+    triggered: Option<Vec<i64>>,
+}
+
+fn server_eval(
+    net: &crate::models::Net,
+    test: &ImageSet,
+    triggered: Option<&ImageSet>,
+    norm: &Normalizer,
+) -> ServerEval {
+    let (loss, pred) = train::evaluate(net, test, norm);
+    ServerEval {
+        loss,
+        pred,
+        triggered: triggered.map(|t| train::evaluate(net, t, norm).1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attacks::backdoor::Trigger;
+    use crate::config::{OptimizerKind, TrainConfig};
+    use crate::data::augment::AugmentConfig;
+    use crate::data::synthetic::{PhantomConfig, generate};
+    use crate::models::{Arch, FineTune, Net};
+
+    fn fed_config(workers: usize) -> FederationConfig {
+        toml::from_str::<FederationConfig>(&format!(
+            "clients = 4\nrounds = 2\nworkers = {workers}\n[malicious]\nclients = [1, 3]\nrates = [0.3, 0.5]\n[partition]\nkind = \"dirichlet\"\nalpha = 1.0\nmin_size = 5"
+        ))
+        .unwrap()
+    }
+
+    fn backdoor() -> Poisoning {
+        Poisoning::Backdoor(Backdoor {
+            target: "notumor".into(),
+            rate: 0.1,
+            selection: Default::default(),
+            source_classes: vec![],
+            exclude_target: false,
+            relabel: true,
+            trigger: Trigger {
+                size: 3,
+                margin: 1,
+                ..Default::default()
+            },
+        })
+    }
+
+    fn simulate_with(workers: usize, data: &Dataset, attack: &Poisoning) -> Simulation {
+        let fed = fed_config(workers);
+        let train = TrainConfig {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            epochs: 1,
+            batch_size: 8,
+        };
+        let augment = AugmentConfig::default();
+        tch::manual_seed(5);
+        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
+        let initial = params::flatten(&net);
+        let (clients, counts) = make_clients(&fed, data, Some(attack), 5).unwrap();
+        let setup = Setup {
+            fed: &fed,
+            data,
+            shared: Shared {
+                data,
+                arch: Arch::ThesisCnn,
+                size: 32,
+                fine_tune: FineTune::Full,
+                device: tch::Device::Cpu,
+                norm: Normalizer::from_set(&data.train),
+                train: &train,
+                augment: &augment,
+                attack: Some(attack),
+                proximal_mu: 0.0,
+                seed: 5,
+                threads: 1,
+            },
+            initial,
+            frozen_fraction: 0.0,
+            probe: attack.as_backdoor(),
+            asr_exclude_target: true,
+        };
+        simulate(&setup, &clients, counts, &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn results_do_not_depend_on_worker_count() {
+        let data = generate(&PhantomConfig {
+            size: 32,
+            train_per_class: 20,
+            test_per_class: 5,
+            ..Default::default()
+        });
+        let attack = backdoor();
+        // The thesis CNN has dropout, so this also covers per-client dropout streams.
+        let one = simulate_with(1, &data, &attack);
+        let two = simulate_with(2, &data, &attack);
+        assert_eq!(one.final_params, two.final_params);
+        assert_eq!(one.test_pred, two.test_pred);
+        assert_eq!(one.test_loss.to_bits(), two.test_loss.to_bits());
+        let losses = |s: &Simulation| s.clients.iter().map(|c| c.train_loss).collect::<Vec<_>>();
+        assert_eq!(losses(&one), losses(&two));
+    }
+
+    #[test]
+    fn malicious_clients_poison_their_own_share() {
+        let data = generate(&PhantomConfig {
+            size: 28,
+            train_per_class: 50,
+            test_per_class: 2,
+            ..Default::default()
+        });
+        let fed = fed_config(1);
+        let attack = backdoor();
+        let (clients, _) = make_clients(&fed, &data, Some(&attack), 5).unwrap();
+        let rates: Vec<Option<f64>> = clients.iter().map(|c| c.poison_rate).collect();
+        assert_eq!(rates, vec![None, Some(0.3), None, Some(0.5)]);
+        let train = TrainConfig {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            epochs: 1,
+            batch_size: 8,
+        };
+        let augment = AugmentConfig::default();
+        let shared = Shared {
+            data: &data,
+            arch: Arch::SmallCnn,
+            size: 28,
+            fine_tune: FineTune::Full,
+            device: tch::Device::Cpu,
+            norm: Normalizer::identity(),
+            train: &train,
+            augment: &augment,
+            attack: Some(&attack),
+            proximal_mu: 0.0,
+            seed: 5,
+            threads: 1,
+        };
+        for c in &clients {
+            let (set, report) = shared.local_train(c).unwrap();
+            assert_eq!(set.len(), c.train.len());
+            match c.poison_rate {
+                Some(rate) => {
+                    let r = report.unwrap();
+                    let want = (rate * c.train.len() as f64).round() as usize;
+                    assert_eq!(r.fraction(), format!("{want}/{}", c.train.len()));
+                    // Poisoned samples carry the target label.
+                    assert!(r.indices.iter().all(|&i| set.labels[i] == 2));
+                }
+                None => assert!(report.is_none()),
+            }
+        }
+        // Validation sets stay clean and disjoint from training.
+        for c in &clients {
+            assert!(c.val.iter().all(|i| !c.train.contains(i)));
+        }
+    }
+}

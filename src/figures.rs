@@ -1,0 +1,249 @@
+//! SVG figures in the thesis' style: clean accuracy and ASR against the poison rate with one
+//! line per number of malicious clients (one figure per model × strategy × partition), and the
+//! partition bar chart (samples per class per client).
+
+use crate::error::{Error, Result};
+use crate::experiment::Summary;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("cannot draw {}: {e}", path.display()))
+}
+
+fn ensure_parent(path: &Path) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    Ok(())
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Stacked bars: one per client, one colour per class; malicious clients are marked with `*`.
+pub fn partition_chart(
+    path: &Path,
+    classes: &[String],
+    counts: &[Vec<usize>],
+    malicious: &[usize],
+) -> Result<()> {
+    ensure_parent(path)?;
+    let err = |e| plot_err(path, e);
+    let n = counts.len().max(1);
+    let top = counts
+        .iter()
+        .map(|c| c.iter().sum::<usize>())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let width = (120 + 40 * n).clamp(480, 1600) as u32;
+    let root = SVGBackend::new(path, (width, 380)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Samples per class per client", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..top * 1.15)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(WHITE)
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .x_desc("client (* malicious)")
+        .y_desc("samples")
+        .x_labels(n.min(40))
+        .x_label_formatter(&|x| {
+            let i = x.round() as usize;
+            if malicious.contains(&i) {
+                format!("{i}*")
+            } else {
+                i.to_string()
+            }
+        })
+        .draw()
+        .map_err(err)?;
+    for (k, class) in classes.iter().enumerate() {
+        let c = color(k);
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, row)| {
+                let below: usize = row[..k].iter().sum();
+                let x = i as f64;
+                Rectangle::new(
+                    [
+                        (x - 0.35, below as f64),
+                        (x + 0.35, (below + row[k]) as f64),
+                    ],
+                    c.filled(),
+                )
+            }))
+            .map_err(err)?
+            .label(class.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// One line: (malicious clients, [(poison rate, value)]).
+type Lines = BTreeMap<usize, Vec<(f64, f64)>>;
+
+/// (model, fine-tuning, partition) → (ASR lines, clean-accuracy lines, baseline accuracies).
+type Groups = BTreeMap<(String, String, String), (Lines, Lines, Vec<f64>)>;
+
+fn line_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    lines: &Lines,
+    reference: Option<f64>,
+    path: &Path,
+) -> Result<()> {
+    let err = |e| plot_err(path, e);
+    let xs = lines.values().flatten().map(|p| p.0);
+    let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
+    let pad = ((hi - lo) * 0.08).max(0.02);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(46)
+        .build_cartesian_2d(lo - pad..hi + pad, 0f64..101f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("poison rate")
+        .y_desc(y_desc)
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(err)?;
+    for (i, (m, pts)) in lines.iter().enumerate() {
+        let c = color(i);
+        let mut pts = pts.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{m} malicious"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    if let Some(r) = reference {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(lo - pad, r), (hi + pad, r)],
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(err)?
+            .label("clean baseline")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Sweep figures under `<out>/figures/`: for each model × strategy × partition with federated
+/// backdoor cells, clean accuracy and ASR against poison rate, one line per malicious count.
+/// Returns the files written.
+pub fn sweep_figures(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
+    let mut groups = Groups::new();
+    for s in cells {
+        let Some(f) = &s.federation else { continue };
+        let (Some(rate), Some(asr)) = (f.poison_rate, s.asr) else {
+            continue;
+        };
+        let g = groups
+            .entry((s.model.clone(), s.fine_tune.clone(), f.partition.clone()))
+            .or_default();
+        let m = f.malicious_clients.len();
+        g.0.entry(m).or_default().push((rate, 100.0 * asr));
+        g.1.entry(m)
+            .or_default()
+            .push((rate, 100.0 * s.clean_accuracy));
+        g.2.extend(s.baseline_accuracy);
+    }
+    let mut written = Vec::new();
+    for ((model, ft, part), (asr, acc, base)) in groups {
+        let safe: String = format!("{model}_{ft}_{part}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let path = out.join("figures").join(format!("{safe}.svg"));
+        ensure_parent(&path)?;
+        let baseline =
+            (!base.is_empty()).then(|| 100.0 * base.iter().sum::<f64>() / base.len() as f64);
+        {
+            let root = SVGBackend::new(&path, (960, 400)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
+            let (left, right) = root.split_horizontally(480);
+            let title = format!("{model}, {ft}, {part}");
+            line_panel(&left, &format!("ASR — {title}"), "ASR %", &asr, None, &path)?;
+            line_panel(
+                &right,
+                &format!("Clean accuracy — {title}"),
+                "clean accuracy %",
+                &acc,
+                baseline,
+                &path,
+            )?;
+            root.present().map_err(|e| plot_err(&path, e))?;
+        }
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_chart_draws_every_bar() {
+        let dir = std::env::temp_dir().join(format!("fedsentry-fig-{}", std::process::id()));
+        let path = dir.join("p.svg");
+        let classes: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        partition_chart(&path, &classes, &[vec![3, 1], vec![0, 5], vec![2, 2]], &[1]).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        // Two classes × three clients = six bars (plus two legend swatches).
+        assert!(svg.matches("<rect").count() >= 8, "{svg}");
+        assert!(svg.contains("1*"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
