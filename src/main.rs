@@ -34,6 +34,14 @@ enum Command {
         /// Recompute cells, baselines and backbones even when finished results exist.
         #[arg(long)]
         force: bool,
+        /// Run only the grid cells whose folder name has this `key=value` part, e.g.
+        /// `--only partition=iid` (repeat to narrow further).
+        #[arg(long, value_name = "KEY=VALUE")]
+        only: Vec<String>,
+        /// Clients trained at once in federated runs (default: one per CPU core); results do not
+        /// depend on it.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Run the shipped centralized backdoor study (configs/thesis_centralized.toml) on the
     /// built-in synthetic MRI data and print model × strategy → clean accuracy, CAD, ASR.
@@ -98,8 +106,34 @@ fn dispatch(cli: Cli) -> Result<()> {
             out,
             data_root,
             force,
+            only,
+            workers,
         } => {
-            let cells = config::load(&experiment)?;
+            let mut cells = config::load(&experiment)?;
+            let total = cells.len();
+            cells.retain(|c| {
+                let id = c.id();
+                let parts: Vec<&str> = id.split(',').collect();
+                only.iter().all(|o| parts.contains(&o.as_str()))
+            });
+            if cells.is_empty() {
+                anyhow::bail!(
+                    "no cell of {} matches --only {}",
+                    experiment.display(),
+                    only.join(" --only ")
+                );
+            }
+            if cells.len() < total {
+                eprintln!("running {} of {total} cells", cells.len());
+            }
+            if let Some(w) = workers {
+                anyhow::ensure!(w > 0, "--workers must be at least 1");
+                for c in &mut cells {
+                    if let Some(f) = &mut c.experiment.federation {
+                        f.workers = w;
+                    }
+                }
+            }
             let name = cells
                 .first()
                 .map(|c| c.experiment.name.clone())

@@ -1,0 +1,125 @@
+//! A federated sweep killed with SIGKILL and started again: finished cells are not recomputed
+//! and results.csv matches an uninterrupted run byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fedsentry"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fedsentry-sweep-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const SWEEP: &str = r#"
+name = "sweep"
+seed = 11
+[data]
+source = "synthetic"
+size = 28
+[data.synthetic]
+train_per_class = 40
+test_per_class = 10
+[model]
+arch = "small_cnn"
+[train]
+epochs = 1
+batch_size = 16
+[attack]
+kind = "backdoor"
+target = "notumor"
+rate = 0.3
+exclude_target = false
+[attack.trigger]
+size = 3
+margin = 1
+[federation]
+clients = 4
+rounds = 3
+[federation.malicious]
+count = 1
+[grid]
+"federation.malicious.count" = [1, 2]
+"attack.rate" = [0.3, 0.6]
+"seed" = [11, 12]
+"#;
+
+fn run(cfg: &Path, out: &Path) -> std::process::Output {
+    let o = bin()
+        .args(["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn finished_cells(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("summary.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains('='))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn killed_sweep_resumes_to_identical_results() {
+    let dir = tmp("kill");
+    let cfg = dir.join("sweep.toml");
+    std::fs::write(&cfg, SWEEP).unwrap();
+
+    let whole = dir.join("whole");
+    run(&cfg, &whole);
+    assert_eq!(finished_cells(&whole).len(), 8);
+
+    // Kill -9 once two cells are finished.
+    let part = dir.join("part");
+    let mut child = bin()
+        .args(["run", cfg.to_str().unwrap(), "--out", part.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while finished_cells(&part).len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+        assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let before = finished_cells(&part);
+    assert!(before.len() >= 2 && before.len() < 8, "{before:?}");
+    let stamps: Vec<_> = before
+        .iter()
+        .map(|c| std::fs::metadata(part.join(c).join("summary.json")).unwrap().modified().unwrap())
+        .collect();
+
+    let again = run(&cfg, &part);
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(
+        log.matches("finished earlier, reusing").count(),
+        before.len(),
+        "{log}"
+    );
+    // The finished cells were not rewritten.
+    for (c, t) in before.iter().zip(stamps) {
+        let now = std::fs::metadata(part.join(c).join("summary.json")).unwrap().modified().unwrap();
+        assert_eq!(now, t, "{c} was recomputed");
+    }
+    assert_eq!(finished_cells(&part).len(), 8);
+    let a = std::fs::read(whole.join("results.csv")).unwrap();
+    let b = std::fs::read(part.join("results.csv")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+    std::fs::remove_dir_all(dir).ok();
+}
