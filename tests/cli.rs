@@ -1,18 +1,9 @@
 //! End-to-end checks of the `fedsentry` binary: a tiny experiment, resume, and bad inputs.
 
+mod common;
+use common::{bin, tmp};
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fedsentry"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fedsentry-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 const TINY: &str = r#"
 name = "tiny"
@@ -98,6 +89,55 @@ fn tiny_experiment_writes_reports_and_resumes() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run/summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["clean_accuracy"], s2["clean_accuracy"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_federation_settings_are_named_errors() {
+    let dir = tmp("badfed");
+    let fed = |extra: &str| format!("{TINY}[federation]\nclients = 4\nrounds = 2\n{extra}");
+    let cases = [
+        (
+            "ids.toml",
+            "[federation.malicious]\nclients = [7]\n",
+            "federation.malicious.clients",
+        ),
+        (
+            "alpha.toml",
+            "[federation.partition]\nkind = \"dirichlet\"\nalpha = 0.0\n",
+            "federation.partition.alpha",
+        ),
+        (
+            "count.toml",
+            "[federation.malicious]\ncount = 5\n",
+            "federation.malicious.count",
+        ),
+        (
+            "rule.toml",
+            "[federation.strategy]\nrule = \"krum2\"\n",
+            "krum2",
+        ),
+        ("key.toml", "fraction_fitt = 0.5\n", "fraction_fitt"),
+    ];
+    for (name, extra, needle) in cases {
+        let cfg = write(&dir, name, &fed(extra));
+        fails_with(&["run", cfg.to_str().unwrap()], &[name, needle]);
+    }
+    // A Dirichlet minimum the data cannot meet fails once the data is known, naming the key.
+    let cfg = write(
+        &dir,
+        "min.toml",
+        &fed("[federation.partition]\nkind = \"dirichlet\"\nalpha = 1.0\nmin_size = 500\n"),
+    );
+    fails_with(
+        &[
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.join("o").to_str().unwrap(),
+        ],
+        &["federation.partition.min_size"],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

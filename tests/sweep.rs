@@ -1,20 +1,12 @@
 //! A federated sweep killed with SIGKILL and started again: finished cells are not recomputed
 //! and results.csv matches an uninterrupted run byte for byte.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+use common::{bin, tmp};
+
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fedsentry"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fedsentry-sweep-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 const SWEEP: &str = r#"
 name = "sweep"
@@ -85,7 +77,12 @@ fn killed_sweep_resumes_to_identical_results() {
     // Kill -9 once two cells are finished.
     let part = dir.join("part");
     let mut child = bin()
-        .args(["run", cfg.to_str().unwrap(), "--out", part.to_str().unwrap()])
+        .args([
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            part.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -93,7 +90,10 @@ fn killed_sweep_resumes_to_identical_results() {
     let start = Instant::now();
     while finished_cells(&part).len() < 2 {
         assert!(start.elapsed() < Duration::from_secs(300), "no progress");
-        assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL on Unix
@@ -102,7 +102,12 @@ fn killed_sweep_resumes_to_identical_results() {
     assert!(before.len() >= 2 && before.len() < 8, "{before:?}");
     let stamps: Vec<_> = before
         .iter()
-        .map(|c| std::fs::metadata(part.join(c).join("summary.json")).unwrap().modified().unwrap())
+        .map(|c| {
+            std::fs::metadata(part.join(c).join("summary.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
         .collect();
 
     let again = run(&cfg, &part);
@@ -114,7 +119,10 @@ fn killed_sweep_resumes_to_identical_results() {
     );
     // The finished cells were not rewritten.
     for (c, t) in before.iter().zip(stamps) {
-        let now = std::fs::metadata(part.join(c).join("summary.json")).unwrap().modified().unwrap();
+        let now = std::fs::metadata(part.join(c).join("summary.json"))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(now, t, "{c} was recomputed");
     }
     assert_eq!(finished_cells(&part).len(), 8);

@@ -221,8 +221,9 @@ pub struct RoundRecord {
     pub seconds: f64,
 }
 
-/// One client's part of one round.
-#[derive(Debug, Clone, Serialize)]
+/// One client's part of one round (training fields empty when it only evaluated, validation
+/// fields empty when it only trained).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ClientRecord {
     pub round: usize,
     pub client: usize,
@@ -361,10 +362,8 @@ pub fn simulate(
                     num_examples: Some(n),
                     train_loss: Some(r.train_loss),
                     train_accuracy: Some(r.train_accuracy),
-                    val_examples: None,
-                    val_loss: None,
-                    val_accuracy: None,
                     seconds: Some(r.seconds),
+                    ..Default::default()
                 });
                 agg.add(r.update)?;
             }
@@ -392,13 +391,10 @@ pub fn simulate(
                 round,
                 client: id,
                 malicious: c.poison_rate.is_some(),
-                num_examples: None,
-                train_loss: None,
-                train_accuracy: None,
                 val_examples: Some(val.len()),
                 val_loss: Some(loss),
                 val_accuracy: Some(acc),
-                seconds: None,
+                ..Default::default()
             };
             merge_client_record(&mut client_log, trained.clone(), rec);
         }
@@ -526,16 +522,20 @@ mod tests {
         })
     }
 
-    fn simulate_with(workers: usize, data: &Dataset, attack: &Poisoning) -> Simulation {
-        let fed = fed_config(workers);
-        let train = TrainConfig {
+    fn local_training() -> TrainConfig {
+        TrainConfig {
             optimizer: OptimizerKind::Adam,
             lr: 1e-3,
             momentum: 0.9,
             weight_decay: 0.0,
             epochs: 1,
             batch_size: 8,
-        };
+        }
+    }
+
+    fn simulate_with(workers: usize, data: &Dataset, attack: &Poisoning) -> Simulation {
+        let fed = fed_config(workers);
+        let train = local_training();
         let augment = AugmentConfig::default();
         tch::manual_seed(5);
         let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
@@ -598,14 +598,7 @@ mod tests {
         let (clients, _) = make_clients(&fed, &data, Some(&attack), 5).unwrap();
         let rates: Vec<Option<f64>> = clients.iter().map(|c| c.poison_rate).collect();
         assert_eq!(rates, vec![None, Some(0.3), None, Some(0.5)]);
-        let train = TrainConfig {
-            optimizer: OptimizerKind::Adam,
-            lr: 1e-3,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            epochs: 1,
-            batch_size: 8,
-        };
+        let train = local_training();
         let augment = AugmentConfig::default();
         let shared = Shared {
             data: &data,
