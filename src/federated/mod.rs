@@ -533,13 +533,15 @@ mod tests {
         }
     }
 
-    fn simulate_with(workers: usize, data: &Dataset, attack: &Poisoning) -> Simulation {
+    fn simulate_with(
+        workers: usize,
+        data: &Dataset,
+        attack: &Poisoning,
+        initial: Vec<f32>,
+    ) -> Simulation {
         let fed = fed_config(workers);
         let train = local_training();
         let augment = AugmentConfig::default();
-        tch::manual_seed(5);
-        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
-        let initial = params::flatten(&net);
         let (clients, counts) = make_clients(&fed, data, Some(attack), 5).unwrap();
         let setup = Setup {
             fed: &fed,
@@ -575,9 +577,13 @@ mod tests {
             ..Default::default()
         });
         let attack = backdoor();
+        // One initial model for both runs (libtorch's global generator is shared with tests
+        // running beside this one).
+        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
+        let initial = params::flatten(&net);
         // The thesis CNN has dropout, so this also covers per-client dropout streams.
-        let one = simulate_with(1, &data, &attack);
-        let two = simulate_with(2, &data, &attack);
+        let one = simulate_with(1, &data, &attack, initial.clone());
+        let two = simulate_with(2, &data, &attack, initial);
         assert_eq!(one.final_params, two.final_params);
         assert_eq!(one.test_pred, two.test_pred);
         assert_eq!(one.test_loss.to_bits(), two.test_loss.to_bits());
