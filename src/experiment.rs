@@ -362,9 +362,9 @@ fn federated_train_and_evaluate(
     let (clients, counts) = federated::make_clients(fed, ds, exp.attack.as_ref(), exp.seed)?;
     // One normalization for the federation, from the training data as a whole.
     let norm = Normalizer::new(exp.data.normalize, &ds.train);
+    let strategy = federated::strategy::build(&fed.strategy, fed.sampling());
     let setup = federated::Setup {
         fed,
-        data: ds,
         shared: federated::client::Shared {
             data: ds,
             arch: exp.model.arch,
@@ -375,23 +375,16 @@ fn federated_train_and_evaluate(
             train: &exp.train,
             augment: &exp.data.augment,
             attack: exp.attack.as_ref(),
-            proximal_mu: federated::strategy::build(&fed.strategy, fed.sampling()).proximal_mu(),
+            proximal_mu: strategy.proximal_mu(),
             seed: exp.seed,
             threads: fed.threads_per_client,
         },
+        strategy,
         initial,
-        frozen_fraction,
         probe,
         asr_exclude_target: exp.metrics.asr_exclude_target,
     };
-    let pb = progress::bar(fed.rounds as u64, label.to_string());
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] round {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    let pb = progress::bar_of(fed.rounds as u64, label.to_string(), "rounds");
     let start = Instant::now();
     let prev_threads = tch::get_num_threads();
     let sim = federated::simulate(&setup, &clients, counts, &mut |r| {
@@ -478,7 +471,7 @@ fn federated_train_and_evaluate(
         clean,
         test_loss: sim.test_loss,
         triggered_pred: sim.triggered_pred,
-        frozen_fraction: sim.frozen_fraction,
+        frozen_fraction,
         poison,
         train_size,
         val_size,

@@ -2,12 +2,18 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// A bar counting batches.
 pub fn bar(len: u64, prefix: String) -> ProgressBar {
+    bar_of(len, prefix, "batches")
+}
+
+/// A bar counting `unit` (batches, rounds, …).
+pub fn bar_of(len: u64, prefix: String, unit: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} batches {elapsed_precise}<{eta_precise} {msg}",
-        )
+        ProgressStyle::with_template(&format!(
+            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed_precise}}<{{eta_precise}} {{msg}}"
+        ))
         .expect("valid template")
         .progress_chars("=> "),
     );

@@ -183,13 +183,6 @@ impl FederationConfig {
             .collect()
     }
 
-    pub fn malicious_count(&self) -> usize {
-        self.malicious
-            .as_ref()
-            .map(|m| m.count.unwrap_or(m.clients.len()))
-            .unwrap_or(0)
-    }
-
     /// Worker threads actually used.
     pub fn worker_count(&self) -> usize {
         if self.workers == 0 {
@@ -251,17 +244,16 @@ pub struct Simulation {
     pub test_loss: f64,
     pub test_pred: Vec<i64>,
     pub triggered_pred: Option<Vec<i64>>,
-    pub frozen_fraction: f64,
 }
 
 /// Inputs of one simulation.
 pub struct Setup<'a> {
     pub fed: &'a FederationConfig,
-    pub data: &'a Dataset,
+    /// The aggregation rule, built once by the caller (its μ is already in `shared`).
+    pub strategy: Box<dyn strategy::Strategy>,
     pub shared: Shared<'a>,
     /// The initial global model (random or from a backbone, fine-tune applied).
     pub initial: Vec<f32>,
-    pub frozen_fraction: f64,
     pub probe: Option<&'a Backdoor>,
     pub asr_exclude_target: bool,
 }
@@ -310,7 +302,8 @@ pub fn simulate(
 ) -> Result<Simulation> {
     let fed = setup.fed;
     let sh = &setup.shared;
-    let strategy = strategy::build(&fed.strategy, fed.sampling());
+    let strategy = &setup.strategy;
+    let data = sh.data;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(fed.worker_count())
         .build()
@@ -321,9 +314,9 @@ pub fn simulate(
         .map(|c| sh.local_train(c).map(|(_, r)| r))
         .collect::<Result<_>>()?;
     let server = sh.new_net()?;
-    let triggered_test = setup.probe.map(|b| b.trigger.apply_all(&setup.data.test));
+    let triggered_test = setup.probe.map(|b| b.trigger.apply_all(&data.test));
     let target = match setup.probe {
-        Some(b) => Some(b.target_id(&setup.data.test.classes)?),
+        Some(b) => Some(b.target_id(&data.test.classes)?),
         None => None,
     };
     let mut global = setup.initial.clone();
@@ -381,7 +374,7 @@ pub fn simulate(
             if c.val.is_empty() {
                 continue;
             }
-            let val = setup.data.train.subset(&c.val);
+            let val = data.train.subset(&c.val);
             let (loss, pred) = train::evaluate(&server, &val, &sh.norm);
             let acc = metrics::accuracy(&pred, &val.labels);
             vl += loss * val.len() as f64;
@@ -402,11 +395,11 @@ pub fn simulate(
         let evaluate_now = round % fed.evaluate_every == 0 || round == fed.rounds;
         let (mut test_loss, mut test_accuracy, mut asr, mut asr_all) = (None, None, None, None);
         if evaluate_now {
-            let eval = server_eval(&server, &setup.data.test, triggered_test.as_ref(), &sh.norm);
+            let eval = server_eval(&server, &data.test, triggered_test.as_ref(), &sh.norm);
             test_loss = Some(eval.loss);
-            test_accuracy = Some(metrics::accuracy(&eval.pred, &setup.data.test.labels));
+            test_accuracy = Some(metrics::accuracy(&eval.pred, &data.test.labels));
             if let (Some(t), Some(tp)) = (target, &eval.triggered) {
-                let labels = &setup.data.test.labels;
+                let labels = &data.test.labels;
                 asr = Some(
                     metrics::attack_success_rate(tp, labels, t, setup.asr_exclude_target).rate(),
                 );
@@ -447,7 +440,6 @@ pub fn simulate(
         test_loss: eval.loss,
         test_pred: eval.pred,
         triggered_pred: eval.triggered,
-        frozen_fraction: setup.frozen_fraction,
     })
 }
 
@@ -545,7 +537,7 @@ mod tests {
         let (clients, counts) = make_clients(&fed, data, Some(attack), 5).unwrap();
         let setup = Setup {
             fed: &fed,
-            data,
+            strategy: strategy::build(&fed.strategy, fed.sampling()),
             shared: Shared {
                 data,
                 arch: Arch::ThesisCnn,
@@ -561,7 +553,6 @@ mod tests {
                 threads: 1,
             },
             initial,
-            frozen_fraction: 0.0,
             probe: attack.as_backdoor(),
             asr_exclude_target: true,
         };
