@@ -35,6 +35,9 @@ pub struct Experiment {
     /// A previous clean run's `summary.json` to compute CAD against instead of running one.
     #[serde(default)]
     pub baseline: Option<PathBuf>,
+    /// Grad-CAM inspection of the trained model on clean and triggered inputs (backdoor runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradcam: Option<crate::gradcam::GradCamConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -100,6 +103,10 @@ pub struct DataConfig {
     pub classes: Vec<String>,
     #[serde(default)]
     pub augment: AugmentConfig,
+    /// The real dataset to use instead when `--data-root` is given (`[data.real]`), so one file
+    /// runs on the synthetic default anywhere and on real data where it is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real: Option<Box<DataConfig>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -132,6 +139,9 @@ pub struct SyntheticConfig {
     pub test_per_class: usize,
     pub lesion_contrast: f32,
     pub noise: f32,
+    /// A subset of the phantom classes, in label order (empty: all four).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
 }
 
 impl Default for SyntheticConfig {
@@ -143,6 +153,7 @@ impl Default for SyntheticConfig {
             test_per_class: d.test_per_class,
             lesion_contrast: d.lesion_contrast,
             noise: d.noise,
+            classes: d.classes,
         }
     }
 }
@@ -232,12 +243,17 @@ pub struct PretrainConfig {
 pub struct MetricsConfig {
     /// ASR leaves out inputs whose true class is the target (thesis eq. 4.1).
     pub asr_exclude_target: bool,
+    /// Clean-accuracy check: flag the model when its accuracy on the trusted clean test set is
+    /// more than this many points below the clean baseline's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clean_check_threshold: Option<f64>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             asr_exclude_target: true,
+            clean_check_threshold: None,
         }
     }
 }
@@ -355,6 +371,12 @@ impl Experiment {
     pub fn validate(&self, file: &str) -> Result<()> {
         let check = || -> Result<()> {
             self.data.validate("data")?;
+            if let Some(r) = &self.data.real {
+                r.validate("data.real")?;
+            }
+            if let Some(g) = &self.gradcam {
+                g.validate()?;
+            }
             self.train.validate("train")?;
             self.model.fine_tune()?;
             if let Some(p) = &self.pretrain {
@@ -422,6 +444,17 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// The cell as it runs: `[data.real]` replaces `[data]` when a data root is given.
+    pub fn resolved(&self, data_root: Option<&Path>) -> Cell {
+        let mut c = self.clone();
+        if data_root.is_some()
+            && let Some(real) = c.experiment.data.real.take()
+        {
+            c.experiment.data = *real;
+        }
+        c
+    }
+
     /// Folder name built from the grid values, e.g. `arch=mobilenet_v2,fine_tune=full`.
     pub fn id(&self) -> String {
         if self.params.is_empty() {

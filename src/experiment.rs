@@ -60,6 +60,12 @@ pub struct Summary {
     /// Federated runs: strategy, partition, malicious clients, poisoned samples per client.
     #[serde(default)]
     pub federation: Option<FedSummary>,
+    /// The clean-accuracy check's verdict (with `metrics.clean_check_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_check_flagged: Option<bool>,
+    /// Grad-CAM trigger detection and localization (with `[gradcam]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradcam: Option<crate::gradcam::GradCamSummary>,
     pub precision_macro: f64,
     pub recall_macro: f64,
     pub test_loss: f64,
@@ -72,6 +78,9 @@ pub struct Summary {
 
 /// Result of training one model and evaluating it.
 struct Outcome {
+    /// The trained model and the normalization it sees inputs with.
+    net: Net,
+    norm: Normalizer,
     /// Centralized: per-epoch history; federated: empty (see `federated`).
     history: Vec<EpochRecord>,
     federated: Option<FedOutcome>,
@@ -125,6 +134,10 @@ impl Context {
 struct FedOutcome {
     rounds: Vec<federated::RoundRecord>,
     clients: Vec<federated::ClientRecord>,
+    defense: Vec<federated::detection::DefenseRecord>,
+    scores: Vec<federated::detection::ScoreRecord>,
+    /// Each client's validation indices into the training set.
+    client_val: Vec<Vec<usize>>,
     partition_counts: Vec<Vec<usize>>,
     summary: FedSummary,
 }
@@ -143,6 +156,12 @@ pub struct FedSummary {
     pub poisoned_per_client: Vec<String>,
     /// (train, validation) samples per client.
     pub client_sizes: Vec<(usize, usize)>,
+    /// The malicious clients' update manipulation, if any (e.g. `scaling`).
+    #[serde(default)]
+    pub model_poisoning: Option<String>,
+    /// Exclusions by the defense scored against the malicious ids.
+    #[serde(default)]
+    pub detection: federated::detection::Detection,
 }
 
 fn seed_all(seed: u64) {
@@ -334,6 +353,8 @@ fn train_and_evaluate(
     let triggered_pred =
         probe.map(|b| train::evaluate(&net, &b.trigger.apply_all(&ds.test), &norm).1);
     Ok(Outcome {
+        net,
+        norm,
         history,
         federated: None,
         clean,
@@ -418,7 +439,7 @@ fn federated_train_and_evaluate(
     let clean = ClassificationReport::new(&sim.test_pred, &ds.test.labels, ds.test.num_classes());
     let malicious: Vec<usize> = clients
         .iter()
-        .filter(|c| c.poison_rate.is_some())
+        .filter(|c| c.malicious)
         .map(|c| c.id)
         .collect();
     let poisoned_per_client = sim
@@ -457,14 +478,33 @@ fn federated_train_and_evaluate(
         malicious_clients: malicious,
         poisoned_per_client,
         client_sizes: sim.client_sizes.clone(),
+        model_poisoning: fed
+            .malicious
+            .as_ref()
+            .and_then(|m| m.model_poisoning.as_ref())
+            .map(|m| m.name().to_string()),
+        detection: sim.detection.clone(),
     };
     let train_size = clients.iter().map(|c| c.train.len()).sum();
     let val_size = clients.iter().map(|c| c.val.len()).sum();
+    let net = Net::new(
+        exp.model.arch,
+        ds.train.num_classes(),
+        ds.train.channels,
+        exp.data.size,
+        exp.device.device()?,
+    )?;
+    federated::params::load(&net, &sim.final_params)?;
     Ok(Outcome {
+        net,
+        norm: setup.shared.norm.clone(),
         history: Vec::new(),
         federated: Some(FedOutcome {
+            client_val: clients.iter().map(|c| c.val.clone()).collect(),
             rounds: sim.rounds,
             clients: sim.clients,
+            defense: sim.defense,
+            scores: sim.scores,
             partition_counts: sim.partition_counts,
             summary,
         }),
@@ -485,6 +525,7 @@ fn write_outcome(dir: &Path, ds: &Dataset, out: &Outcome) -> Result<()> {
         Some(f) => {
             report::write_rows(&dir.join("history.csv"), &f.rounds)?;
             report::write_rows(&dir.join("clients.csv"), &f.clients)?;
+            report::write_defense(dir, &f.rounds, &f.defense, &f.scores)?;
             report::write_partition(
                 dir,
                 &ds.train.classes,
@@ -650,6 +691,26 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         let m = metrics::confusion_matrix(p, &ds.test.labels, ds.test.num_classes());
         report::write_confusion(&dir.join("confusion_triggered.csv"), &ds.test.classes, &m)?;
     }
+    let gradcam = match (&exp.gradcam, probe) {
+        (Some(g), Some(b)) => {
+            let client_sets: Vec<_> = out
+                .federated
+                .iter()
+                .flat_map(|f| f.client_val.iter())
+                .map(|v| ds.train.subset(v))
+                .collect();
+            Some(crate::gradcam::inspect(
+                &out.net,
+                &ds.test,
+                &client_sets,
+                b,
+                &out.norm,
+                g,
+                &dir,
+            )?)
+        }
+        _ => None,
+    };
     let summary = Summary {
         name: exp.name.clone(),
         cell: cell.id(),
@@ -674,6 +735,12 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         baseline_asr,
         f1_macro: out.clean.f1_macro,
         federation: out.federated.as_ref().map(|f| f.summary.clone()),
+        clean_check_flagged: exp
+            .metrics
+            .clean_check_threshold
+            .zip(baseline_accuracy)
+            .map(|(t, b)| metrics::clean_check(b, out.clean.accuracy, t)),
+        gradcam,
         precision_macro: out.clean.precision_macro,
         recall_macro: out.clean.recall_macro,
         test_loss: out.test_loss,
@@ -699,7 +766,8 @@ pub fn run_cells(cells: &[Cell], opts: &RunOptions) -> Result<Vec<Summary>> {
     let mut done = Vec::with_capacity(cells.len());
     for (i, cell) in cells.iter().enumerate() {
         let label = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
-        let s = run_cell(cell, &mut ctx, opts, &label)?;
+        let cell = cell.resolved(opts.data_root.as_deref());
+        let s = run_cell(&cell, &mut ctx, opts, &label)?;
         progress::status(format!("{label}: {}", one_line(&s)));
         done.push(s);
         // Keep the tables current so an interrupted grid leaves its finished rows behind.
@@ -726,7 +794,7 @@ fn one_line(s: &Summary) -> String {
 
 // No timings here: a resumed sweep must write the same table as an uninterrupted one
 // (`elapsed_s` stays in each cell's summary.json).
-const RESULT_COLUMNS: [&str; 16] = [
+const RESULT_COLUMNS: [&str; 23] = [
     "cell",
     "model",
     "fine_tune",
@@ -742,6 +810,13 @@ const RESULT_COLUMNS: [&str; 16] = [
     "asr_all",
     "asr_fraction",
     "f1_macro",
+    "model_poisoning",
+    "excluded_clients",
+    "detection_tpr",
+    "detection_fpr",
+    "first_exclusion_round",
+    "gradcam_auroc",
+    "clean_check_flagged",
     "seed",
 ];
 
@@ -790,6 +865,26 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
                 f(s.asr_all),
                 s.asr_fraction.clone().unwrap_or_default(),
                 f(Some(s.f1_macro)),
+                fed.and_then(|f| f.model_poisoning.clone())
+                    .unwrap_or_default(),
+                fed.map(|f| {
+                    f.detection
+                        .flagged_clients
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default(),
+                f(fed.and_then(|f| f.detection.tpr)),
+                f(fed.and_then(|f| f.detection.fpr)),
+                fed.and_then(|f| f.detection.first_correct_round)
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+                f(s.gradcam.as_ref().and_then(|g| g.test.auroc)),
+                s.clean_check_flagged
+                    .map(|b| b.to_string())
+                    .unwrap_or_default(),
                 s.seed.to_string(),
             ]);
             r
@@ -815,6 +910,7 @@ pub fn results_table(cells: &[Summary]) -> String {
             if federated {
                 row.extend([
                     fed.map(|f| f.partition.clone()).unwrap_or_default(),
+                    fed.map(|f| f.strategy.clone()).unwrap_or_default(),
                     fed.map(|f| f.malicious_clients.len().to_string())
                         .unwrap_or_default(),
                     fed.and_then(|f| f.poison_rate)
@@ -832,12 +928,16 @@ pub fn results_table(cells: &[Summary]) -> String {
                 s.asr_fraction.clone().unwrap_or_else(|| "-".into()),
                 pct(Some(s.f1_macro)),
             ]);
+            if federated {
+                let d = fed.map(|f| &f.detection);
+                row.extend([pct(d.and_then(|d| d.tpr)), pct(d.and_then(|d| d.fpr))]);
+            }
             row
         })
         .collect();
     let mut header = vec!["model", "strategy"];
     if federated {
-        header.extend(["partition", "malicious", "rate"]);
+        header.extend(["partition", "rule", "malicious", "rate"]);
     }
     header.extend([
         "clean acc %",
@@ -847,5 +947,8 @@ pub fn results_table(cells: &[Summary]) -> String {
         "ASR hits",
         "F1 %",
     ]);
+    if federated {
+        header.extend(["excl. TPR %", "excl. FPR %"]);
+    }
     report::table(&header, &rows)
 }

@@ -230,6 +230,116 @@ pub fn sweep_figures(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The defense over rounds: the clients' mean training loss (top, with the rounds in which
+/// clients were first excluded marked) and each client's trust or weight (bottom, malicious
+/// clients dashed) when the defense scores clients.
+pub fn defense_chart(
+    path: &Path,
+    loss: &[(usize, f64)],
+    exclusions: &[(usize, usize)],
+    trust: &BTreeMap<(usize, bool), Vec<(usize, f64)>>,
+) -> Result<()> {
+    ensure_parent(path)?;
+    let err = |e| plot_err(path, e);
+    let rounds = loss.iter().map(|r| r.0).max().unwrap_or(1).max(2) as f64;
+    let root =
+        SVGBackend::new(path, (760, if trust.is_empty() { 320 } else { 620 })).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = if trust.is_empty() {
+        (root.clone(), None)
+    } else {
+        let (a, b) = root.split_vertically(320);
+        (a, Some(b))
+    };
+    let ymax = loss
+        .iter()
+        .map(|r| r.1)
+        .filter(|x| x.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-6)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&top)
+        .caption("Mean client training loss", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(1f64..rounds, 0f64..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("round")
+        .y_desc("loss")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            loss.iter()
+                .filter(|r| r.1.is_finite())
+                .map(|r| (r.0 as f64, r.1)),
+            color(0).stroke_width(2),
+        ))
+        .map_err(err)?;
+    // One marker per round, naming every client excluded in it.
+    let mut by_round: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for &(round, client) in exclusions {
+        by_round.entry(round).or_default().push(client.to_string());
+    }
+    for (k, (round, clients)) in by_round.iter().enumerate() {
+        let x = *round as f64;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                [(x, 0.0), (x, ymax)],
+                color(3).stroke_width(1),
+            )))
+            .map_err(err)?;
+        let who = if clients.len() == 1 {
+            "client"
+        } else {
+            "clients"
+        };
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(" {who} {} excluded", clients.join(", ")),
+                (x, ymax * (0.95 - 0.07 * (k % 4) as f64)),
+                ("sans-serif", 12).into_font().color(&color(3)),
+            )))
+            .map_err(err)?;
+    }
+    if let Some(area) = bottom {
+        let mut chart = ChartBuilder::on(&area)
+            .caption("Trust per client (dashed: malicious)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(1f64..rounds, 0f64..1.05)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .y_desc("trust")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(err)?;
+        for (k, ((client, malicious), pts)) in trust.iter().enumerate() {
+            let c = color(k);
+            let series: Vec<(f64, f64)> = pts.iter().map(|p| (p.0 as f64, p.1)).collect();
+            if *malicious {
+                chart
+                    .draw_series(DashedLineSeries::new(series, 6, 4, c.stroke_width(2)))
+                    .map_err(err)?
+                    .label(format!("{client}*"));
+            } else {
+                chart
+                    .draw_series(LineSeries::new(series, c.stroke_width(1)))
+                    .map_err(err)?
+                    .label(client.to_string());
+            }
+        }
+    }
+    root.present().map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

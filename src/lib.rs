@@ -10,6 +10,7 @@ pub mod error;
 pub mod experiment;
 pub mod federated;
 pub mod figures;
+pub mod gradcam;
 pub mod metrics;
 pub mod models;
 pub mod progress;

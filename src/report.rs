@@ -147,6 +147,48 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// `defense.csv` (every exclusion, rejection and down-weighting with its reason), `scores.csv`
+/// (per-client defense scores) and `defense.svg` (mean client loss with exclusions marked, and
+/// trust per client), for runs whose defense made any decision.
+pub fn write_defense(
+    dir: &Path,
+    rounds: &[crate::federated::RoundRecord],
+    defense: &[crate::federated::detection::DefenseRecord],
+    scores: &[crate::federated::detection::ScoreRecord],
+) -> Result<()> {
+    if defense.is_empty() && scores.is_empty() {
+        return Ok(());
+    }
+    write_rows(&dir.join("defense.csv"), defense)?;
+    if !scores.is_empty() {
+        write_rows(&dir.join("scores.csv"), scores)?;
+    }
+    let loss: Vec<(usize, f64)> = rounds.iter().map(|r| (r.round, r.train_loss)).collect();
+    // First round each client was excluded (or rejected).
+    let mut first = std::collections::BTreeMap::new();
+    for d in defense
+        .iter()
+        .filter(|d| d.action != crate::federated::strategy::Action::Downweighted)
+    {
+        first.entry(d.client).or_insert(d.round);
+    }
+    // Persistent exclusions (trust-based) are marked; per-round rules would mark every round.
+    let persistent = scores.iter().any(|s| s.name == "trust");
+    let exclusions: Vec<(usize, usize)> = if persistent {
+        first.iter().map(|(&c, &r)| (r, c)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut trust = std::collections::BTreeMap::new();
+    for s in scores.iter().filter(|s| s.name == "trust") {
+        trust
+            .entry((s.client, s.malicious))
+            .or_insert_with(Vec::new)
+            .push((s.round, s.value));
+    }
+    crate::figures::defense_chart(&dir.join("defense.svg"), &loss, &exclusions, &trust)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

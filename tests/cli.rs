@@ -118,6 +118,26 @@ fn bad_federation_settings_are_named_errors() {
             "krum2",
         ),
         ("key.toml", "fraction_fitt = 0.5\n", "fraction_fitt"),
+        (
+            "krum.toml",
+            "[federation.strategy]\nrule = \"krum\"\nf = 1\n",
+            "n ≥ 2f + 3",
+        ),
+        (
+            "bulyan.toml",
+            "[federation.strategy]\nrule = \"bulyan\"\nf = 1\n",
+            "n ≥ 4f + 3",
+        ),
+        (
+            "mad.toml",
+            "[federation.strategy]\nrule = \"mad\"\nthreshold = 2.0\n",
+            "threshold",
+        ),
+        (
+            "mp.toml",
+            "[federation.malicious]\nclients = [1]\n[federation.malicious.model_poisoning]\nkind = \"boost\"\n",
+            "boost",
+        ),
     ];
     for (name, extra, needle) in cases {
         let cfg = write(&dir, name, &fed(extra));
@@ -138,6 +158,55 @@ fn bad_federation_settings_are_named_errors() {
         ],
         &["federation.partition.min_size"],
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn defense_decisions_are_logged_and_scored() {
+    // Client 2 sends Gaussian noise instead of its update; Krum (f = 1, n = 5) never picks it.
+    let dir = tmp("defense");
+    let cfg = write(
+        &dir,
+        "krum.toml",
+        &format!(
+            "{TINY}[federation]\nclients = 5\nrounds = 2\n[federation.strategy]\nrule = \"krum\"\nf = 1\n\
+             [federation.malicious]\nclients = [2]\n[federation.malicious.model_poisoning]\n\
+             kind = \"gaussian_noise\"\nsigma = 10.0\n"
+        ),
+    );
+    let out = dir.join("out");
+    let s = run_tiny(&cfg, &out);
+    let d = &s["federation"]["detection"];
+    assert_eq!(d["tpr"], 1.0, "{d}");
+    assert_eq!(d["first_correct_round"], 1);
+    assert_eq!(s["federation"]["model_poisoning"], "gaussian_noise");
+    let log = std::fs::read_to_string(out.join("run/defense.csv")).unwrap();
+    assert!(log.starts_with("round,client,malicious,action,weight,reason"));
+    assert!(log.contains("1,2,true,excluded"), "{log}");
+    let results = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(results.lines().next().unwrap().contains("detection_tpr"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gradcam_inspection_writes_overlays_and_scores() {
+    let dir = tmp("gradcam");
+    let cfg = write(&dir, "g.toml", &format!("{TINY}[gradcam]\noverlays = 2\n"));
+    let out = dir.join("out");
+    let s = run_tiny(&cfg, &out);
+    let g = &s["gradcam"]["test"];
+    let auroc = g["auroc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auroc), "{g}");
+    assert_eq!(g["images"], 40);
+    for f in [
+        "clean_00.png",
+        "clean_01.png",
+        "triggered_00.png",
+        "triggered_01.png",
+    ] {
+        let img = image::open(out.join("run/gradcam").join(f)).unwrap();
+        assert!(img.width() >= 256);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

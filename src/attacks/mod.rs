@@ -3,6 +3,7 @@
 
 pub mod backdoor;
 pub mod label_flip;
+pub mod model;
 pub mod selection;
 
 use crate::data::ImageSet;

@@ -223,6 +223,21 @@ pub fn load(
     let mut ds = match cfg.source {
         DataSource::Synthetic => {
             let s = &cfg.synthetic;
+            if let Some(bad) = s
+                .classes
+                .iter()
+                .find(|c| !synthetic::CLASSES.contains(&c.as_str()))
+            {
+                return Err(Error::Invalid(format!(
+                    "`data.synthetic.classes`: unknown class `{bad}` (the phantoms have {})",
+                    synthetic::CLASSES.join(", ")
+                )));
+            }
+            if s.classes.len() == 1 {
+                return Err(Error::Invalid(
+                    "`data.synthetic.classes` needs at least two classes".into(),
+                ));
+            }
             synthetic::generate(&synthetic::PhantomConfig {
                 seed: s.seed,
                 size: cfg.size,
@@ -230,6 +245,7 @@ pub fn load(
                 test_per_class: s.test_per_class,
                 lesion_contrast: s.lesion_contrast,
                 noise: s.noise,
+                classes: s.classes.clone(),
             })
         }
         DataSource::Folder => {

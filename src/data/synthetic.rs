@@ -33,6 +33,9 @@ pub struct PhantomConfig {
     pub lesion_contrast: f32,
     /// Scales the noise level.
     pub noise: f32,
+    /// A subset of [`CLASSES`] in label order (empty: all four), e.g. `["notumor", "glioma"]`
+    /// for a two-class task. Each image is the one the four-class set holds.
+    pub classes: Vec<String>,
 }
 
 impl Default for PhantomConfig {
@@ -44,6 +47,7 @@ impl Default for PhantomConfig {
             test_per_class: 150,
             lesion_contrast: 1.0,
             noise: 1.0,
+            classes: Vec::new(),
         }
     }
 }
@@ -62,9 +66,18 @@ fn image_seed(seed: u64, split: u64, class: u64, index: u64) -> u64 {
 
 /// Generates one split (`split` 0 = train, 1 = test, anything else = extra sets).
 pub fn generate_split(cfg: &PhantomConfig, split: u64, per_class: usize) -> ImageSet {
-    let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
-    let jobs: Vec<(usize, usize)> = (0..CLASSES.len())
-        .flat_map(|c| (0..per_class).map(move |i| (c, i)))
+    let chosen: Vec<usize> = if cfg.classes.is_empty() {
+        (0..CLASSES.len()).collect()
+    } else {
+        cfg.classes
+            .iter()
+            .filter_map(|n| CLASSES.iter().position(|c| c == n))
+            .collect()
+    };
+    let classes: Vec<String> = chosen.iter().map(|&c| CLASSES[c].to_string()).collect();
+    let jobs: Vec<(usize, usize)> = chosen
+        .iter()
+        .flat_map(|&c| (0..per_class).map(move |i| (c, i)))
         .collect();
     let images: Vec<Vec<f32>> = jobs
         .par_iter()
@@ -76,9 +89,10 @@ pub fn generate_split(cfg: &PhantomConfig, split: u64, per_class: usize) -> Imag
     let mut set = ImageSet::empty(1, cfg.size, cfg.size, classes);
     set.pixels.reserve(jobs.len() * cfg.size * cfg.size);
     for (&(c, i), img) in jobs.iter().zip(images) {
+        let label = chosen.iter().position(|&k| k == c).expect("a chosen class");
         set.push(
             &img,
-            c as i64,
+            label as i64,
             format!("phantom-{}-{}-{i:05}", split, CLASSES[c]),
         );
     }

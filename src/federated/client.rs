@@ -12,12 +12,14 @@ use crate::models::{Arch, FineTune, Net};
 use crate::train::{self, Proximal, normalize::Normalizer};
 use tch::Device;
 
-/// A client: index lists into the shared training set, and its poison rate when malicious.
+/// A client: index lists into the shared training set; when malicious, the rate at which it
+/// poisons its data (if it does).
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: usize,
     pub train: Vec<usize>,
     pub val: Vec<usize>,
+    pub malicious: bool,
     pub poison_rate: Option<f64>,
 }
 

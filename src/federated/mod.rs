@@ -6,13 +6,14 @@
 //! draw is seeded by (seed, round, client), so results do not depend on the number of workers.
 
 pub mod client;
-pub mod fedavg;
-pub mod fedprox;
+pub mod detection;
 pub mod params;
 pub mod partition;
+pub mod rules;
 pub mod strategy;
 
 use crate::attacks::backdoor::Backdoor;
+use crate::attacks::model::ModelPoisoning;
 use crate::attacks::{PoisonReport, Poisoning};
 use crate::data::{Dataset, ImageSet};
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ use partition::PartitionConfig;
 use rand::{SeedableRng, rngs::StdRng, seq::index};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use strategy::{Sampling, StrategyConfig};
+use strategy::{Action, ClientUpdate, RoundContext, Sampling, StrategyConfig};
 
 /// `[federation]` in an experiment file. `[train]` then describes each client's local training
 /// (its `epochs` are the local epochs per round).
@@ -74,13 +75,16 @@ fn one_f() -> f64 {
 }
 
 /// Which clients are malicious: explicit ids, or `count` drawn with the run's seed. They poison
-/// their local training data with `[attack]` at the attack's rate, or at `rates[i]` each.
+/// their local training data with `[attack]` at the attack's rate, or at `rates[i]` each, and/or
+/// manipulate the update they send (`model_poisoning`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaliciousConfig {
     pub clients: Vec<usize>,
     pub count: Option<usize>,
     pub rates: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_poisoning: Option<ModelPoisoning>,
 }
 
 impl FederationConfig {
@@ -105,12 +109,26 @@ impl FederationConfig {
             ));
         }
         self.sampling().validate(self.clients)?;
-        self.strategy.validate()?;
+        let s = self.sampling();
+        let per_round = ((s.fraction_fit * self.clients as f64).floor() as usize)
+            .max(s.min_fit_clients)
+            .min(self.clients);
+        self.strategy.validate(per_round)?;
         self.partition
             .validate(self.clients, None, "federation.partition")?;
         if let Some(m) = &self.malicious {
-            if !has_attack && m.count.unwrap_or(m.clients.len()) > 0 {
-                return bad("`federation.malicious` needs an `[attack]` table to carry out".into());
+            if !has_attack && m.model_poisoning.is_none() && m.count.unwrap_or(m.clients.len()) > 0
+            {
+                return bad(
+                    "`federation.malicious` needs an `[attack]` table or `model_poisoning` to carry out"
+                        .into(),
+                );
+            }
+            if let Some(mp) = &m.model_poisoning {
+                mp.validate()?;
+            }
+            if !has_attack && !m.rates.is_empty() {
+                return bad("`federation.malicious.rates` needs an `[attack]` table".into());
             }
             if m.count.is_some() && !m.clients.is_empty() {
                 return bad(
@@ -154,11 +172,18 @@ impl FederationConfig {
         }
     }
 
-    /// Malicious client ids (ascending) with their poison rates.
-    pub fn malicious_clients(&self, attack: Option<&Poisoning>, seed: u64) -> Vec<(usize, f64)> {
-        let (Some(m), Some(a)) = (&self.malicious, attack) else {
+    /// Malicious client ids (ascending) with their data-poison rates (none without `[attack]`).
+    pub fn malicious_clients(
+        &self,
+        attack: Option<&Poisoning>,
+        seed: u64,
+    ) -> Vec<(usize, Option<f64>)> {
+        let Some(m) = &self.malicious else {
             return Vec::new();
         };
+        if attack.is_none() && m.model_poisoning.is_none() {
+            return Vec::new();
+        }
         let ids: Vec<usize> = match m.count {
             Some(k) => {
                 let mut v = index::sample(
@@ -179,7 +204,12 @@ impl FederationConfig {
         };
         ids.iter()
             .enumerate()
-            .map(|(i, &id)| (id, m.rates.get(i).copied().unwrap_or(a.rate())))
+            .map(|(i, &id)| {
+                (
+                    id,
+                    attack.map(|a| m.rates.get(i).copied().unwrap_or(a.rate())),
+                )
+            })
             .collect()
     }
 
@@ -240,6 +270,11 @@ pub struct Simulation {
     /// Per client: what its poisoning touched (None for honest clients).
     pub poisoned: Vec<Option<PoisonReport>>,
     pub strategy: String,
+    /// Every exclusion, rejection and down-weighting, per round.
+    pub defense: Vec<detection::DefenseRecord>,
+    /// Defenses' per-client scores (e.g. MAD's trust), per round.
+    pub scores: Vec<detection::ScoreRecord>,
+    pub detection: detection::Detection,
     pub final_params: Vec<f32>,
     pub test_loss: f64,
     pub test_pred: Vec<i64>,
@@ -282,11 +317,13 @@ pub fn make_clients(
                 fed.client_val_fraction,
                 mix(seed, 0x7661, id as u64),
             );
+            let m = malicious.iter().find(|(m, _)| *m == id);
             Client {
                 id,
                 train,
                 val,
-                poison_rate: malicious.iter().find(|(m, _)| *m == id).map(|(_, r)| *r),
+                malicious: m.is_some(),
+                poison_rate: m.and_then(|(_, r)| *r),
             }
         })
         .collect();
@@ -322,15 +359,54 @@ pub fn simulate(
     let mut global = setup.initial.clone();
     let mut rounds = Vec::with_capacity(fed.rounds);
     let mut client_log = Vec::new();
+    let mut defense_log = Vec::new();
+    let mut score_log = Vec::new();
+    let mut decisions = Vec::with_capacity(fed.rounds);
     let mut last_eval = None;
+    let model_poisoning = fed
+        .malicious
+        .as_ref()
+        .and_then(|m| m.model_poisoning.as_ref());
+    // FLTrust's root dataset: clean training samples the server holds, drawn once.
+    let root = strategy.root_size().map(|k| Client {
+        id: clients.len(),
+        train: {
+            let mut v = index::sample(
+                &mut StdRng::seed_from_u64(mix(sh.seed, 0x726f_6f74, 0)),
+                data.train.len(),
+                k.min(data.train.len()),
+            )
+            .into_vec();
+            v.sort_unstable();
+            v
+        },
+        val: Vec::new(),
+        malicious: false,
+        poison_rate: None,
+    });
     for round in 1..=fed.rounds {
         let start = Instant::now();
         let mut rng = StdRng::seed_from_u64(mix(sh.seed, round as u64, u64::MAX));
         let selected = strategy.configure_fit(round, clients.len(), &mut rng);
-        let mut agg = strategy.begin(&global);
+        let server_model = match &root {
+            Some(r) => Some(sh.fit(r, &global, round)?.update.params),
+            None => None,
+        };
+        let ctx = RoundContext {
+            round,
+            global: &global,
+            server_model: server_model.as_deref(),
+            seed: mix(sh.seed, round as u64, 0x6167_6772),
+        };
+        let mut agg = strategy.begin(ctx);
         let round_start = client_log.len();
         let (mut loss_sum, mut acc_sum, mut examples) = (0.0, 0.0, 0usize);
         let mut malicious_fit = 0;
+        let mut flags = Vec::new();
+        let mut accepted = 0usize;
+        // With model poisoning the round's updates are held until the attackers have seen
+        // them; otherwise each is folded in as soon as its group finishes.
+        let mut held: Vec<ClientUpdate> = Vec::new();
         for group in selected.chunks(fed.worker_count()) {
             let results: Vec<Result<client::FitResult>> = pool.install(|| {
                 use rayon::prelude::*;
@@ -347,21 +423,56 @@ pub fn simulate(
                 loss_sum += r.train_loss * n as f64;
                 acc_sum += r.train_accuracy * n as f64;
                 examples += n;
-                malicious_fit += usize::from(c.poison_rate.is_some());
+                malicious_fit += usize::from(c.malicious);
                 client_log.push(ClientRecord {
                     round,
                     client: c.id,
-                    malicious: c.poison_rate.is_some(),
+                    malicious: c.malicious,
                     num_examples: Some(n),
                     train_loss: Some(r.train_loss),
                     train_accuracy: Some(r.train_accuracy),
                     seconds: Some(r.seconds),
                     ..Default::default()
                 });
-                agg.add(r.update)?;
+                if model_poisoning.is_some() {
+                    held.push(r.update);
+                } else {
+                    accepted += add_checked(&mut *agg, r.update, global.len(), &mut flags)?;
+                }
             }
         }
-        global = agg.finish()?;
+        if let Some(mp) = model_poisoning {
+            let mal: Vec<bool> = held.iter().map(|u| clients[u.client].malicious).collect();
+            mp.apply(&global, &mut held, &mal, mix(sh.seed, round as u64, 0x6d70));
+            for u in held {
+                accepted += add_checked(&mut *agg, u, global.len(), &mut flags)?;
+            }
+        }
+        // A round whose every update was rejected leaves the global model as it was.
+        if accepted > 0 {
+            let out = agg.finish()?;
+            global = out.params;
+            flags.extend(out.flags);
+            score_log.extend(out.scores.into_iter().map(|sc| detection::ScoreRecord {
+                round,
+                client: sc.client,
+                malicious: clients.get(sc.client).is_some_and(|c| c.malicious),
+                name: sc.name,
+                value: sc.value,
+            }));
+        } else {
+            drop(agg);
+        }
+        flags.sort_by_key(|f| f.client);
+        defense_log.extend(flags.iter().map(|f| detection::DefenseRecord {
+            round,
+            client: f.client,
+            malicious: clients.get(f.client).is_some_and(|c| c.malicious),
+            action: f.action.clone(),
+            weight: f.weight,
+            reason: f.reason.clone(),
+        }));
+        decisions.push((round, selected.clone(), flags));
         params::load(&server, &global)?;
 
         // Distributed evaluation: chosen clients score the new global model on their own
@@ -383,7 +494,7 @@ pub fn simulate(
             let rec = ClientRecord {
                 round,
                 client: id,
-                malicious: c.poison_rate.is_some(),
+                malicious: c.malicious,
                 val_examples: Some(val.len()),
                 val_loss: Some(loss),
                 val_accuracy: Some(acc),
@@ -436,11 +547,42 @@ pub fn simulate(
             .collect(),
         poisoned,
         strategy: strategy.name(),
+        defense: defense_log,
+        scores: score_log,
+        detection: detection::score(
+            &decisions,
+            &clients
+                .iter()
+                .filter(|c| c.malicious)
+                .map(|c| c.id)
+                .collect::<Vec<_>>(),
+        ),
         final_params: global,
         test_loss: eval.loss,
         test_pred: eval.pred,
         triggered_pred: eval.triggered,
     })
+}
+
+/// Adds an update unless it is malformed (wrong length, NaN/Inf), which is rejected with a
+/// flag instead and never aggregated. Returns 1 when added.
+fn add_checked(
+    agg: &mut dyn strategy::Aggregation,
+    u: ClientUpdate,
+    len: usize,
+    flags: &mut Vec<strategy::Flag>,
+) -> Result<usize> {
+    if let Some(why) = strategy::malformed(&u, len) {
+        flags.push(strategy::Flag {
+            client: u.client,
+            action: Action::Rejected,
+            weight: None,
+            reason: why,
+        });
+        return Ok(0);
+    }
+    agg.add(u)?;
+    Ok(1)
 }
 
 /// A client that trained and evaluated in the same round gets one record. `log[from..]` holds
@@ -557,6 +699,40 @@ mod tests {
             asr_exclude_target: true,
         };
         simulate(&setup, &clients, counts, &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn malformed_updates_are_rejected_not_averaged() {
+        let s = strategy::build(&StrategyConfig::default(), Sampling::default());
+        let global = [0.0f32; 2];
+        let mut agg = s.begin(rules::testing::ctx(&global));
+        let mut flags = Vec::new();
+        let up = |client, params: Vec<f32>| ClientUpdate {
+            client,
+            params,
+            num_examples: 1,
+        };
+        assert_eq!(
+            add_checked(&mut *agg, up(0, vec![1.0, 2.0]), 2, &mut flags).unwrap(),
+            1
+        );
+        assert_eq!(
+            add_checked(&mut *agg, up(1, vec![f32::NAN, 0.0]), 2, &mut flags).unwrap(),
+            0
+        );
+        assert_eq!(
+            add_checked(&mut *agg, up(2, vec![3.0]), 2, &mut flags).unwrap(),
+            0
+        );
+        assert_eq!(
+            add_checked(&mut *agg, up(3, vec![3.0, 4.0]), 2, &mut flags).unwrap(),
+            1
+        );
+        assert_eq!(agg.finish().unwrap().params, vec![2.0, 3.0]);
+        let rejected: Vec<(usize, Action)> =
+            flags.iter().map(|f| (f.client, f.action.clone())).collect();
+        assert_eq!(rejected, vec![(1, Action::Rejected), (2, Action::Rejected)]);
+        assert!(flags[0].reason.contains("non-finite"));
     }
 
     #[test]

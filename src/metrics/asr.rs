@@ -56,9 +56,22 @@ pub fn clean_accuracy_drop(baseline_accuracy: f64, accuracy: f64) -> f64 {
     100.0 * (baseline_accuracy - accuracy)
 }
 
+/// The clean-accuracy check as a detector: a model whose clean accuracy dropped more than
+/// `threshold` points below the baseline's is flagged as tampered with.
+pub fn clean_check(baseline: f64, accuracy: f64, threshold: f64) -> bool {
+    clean_accuracy_drop(baseline, accuracy) > threshold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_check_flags_large_drops() {
+        assert!(clean_check(0.90, 0.80, 5.0)); // 10 points
+        assert!(!clean_check(0.90, 0.87, 5.0)); // 3 points
+        assert!(!clean_check(0.90, 0.92, 0.0)); // improvement
+    }
 
     #[test]
     fn both_asr_formulas() {

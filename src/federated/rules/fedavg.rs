@@ -2,8 +2,10 @@
 //! weighted by their training examples (or unweighted). Summed in f64 in client order, so the
 //! result does not depend on how many workers trained the clients.
 
-use super::strategy::{Aggregation, ClientUpdate, Sampling, Strategy, check_len};
 use crate::error::{Error, Result};
+use crate::federated::strategy::{
+    Aggregate, Aggregation, ClientUpdate, RoundContext, Sampling, Strategy, check_len,
+};
 
 pub struct FedAvg {
     pub weighted: bool,
@@ -29,8 +31,8 @@ impl Strategy for FedAvg {
         &self.sampling
     }
 
-    fn begin(&self, global: &[f32]) -> Box<dyn Aggregation + '_> {
-        Box::new(WeightedMean::new(global.len(), self.weighted))
+    fn begin<'s>(&'s self, ctx: RoundContext<'s>) -> Box<dyn Aggregation + 's> {
+        Box::new(WeightedMean::new(ctx.global.len(), self.weighted))
     }
 }
 
@@ -66,66 +68,55 @@ impl Aggregation for WeightedMean {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<Vec<f32>> {
+    fn finish(self: Box<Self>) -> Result<Aggregate> {
         if self.total <= 0.0 {
             return Err(Error::Invalid(
                 "FedAvg received no update with training examples this round".into(),
             ));
         }
-        Ok(self.sum.iter().map(|s| (s / self.total) as f32).collect())
+        Ok(Aggregate::plain(
+            self.sum.iter().map(|s| (s / self.total) as f32).collect(),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn update(client: usize, params: Vec<f32>, n: usize) -> ClientUpdate {
-        ClientUpdate {
-            client,
-            params,
-            num_examples: n,
-        }
-    }
-
-    fn run(weighted: bool, updates: Vec<ClientUpdate>) -> Vec<f32> {
-        let s = FedAvg::new(weighted, Sampling::default());
-        let mut agg = s.begin(&[0.0; 3]);
-        for u in updates {
-            agg.add(u).unwrap();
-        }
-        agg.finish().unwrap()
-    }
+    use crate::federated::rules::testing::{run, update};
 
     #[test]
     fn weighted_mean_by_examples() {
         let got = run(
-            true,
+            &FedAvg::new(true, Sampling::default()),
+            &[0.0; 3],
             vec![
                 update(0, vec![1.0, 2.0, -4.0], 100),
                 update(1, vec![3.0, 0.0, 4.0], 300),
             ],
         );
         // (100·1 + 300·3)/400 = 2.5; (100·2 + 0)/400 = 0.5; (−400 + 1200)/400 = 2.
-        assert_eq!(got, vec![2.5, 0.5, 2.0]);
+        assert_eq!(got.params, vec![2.5, 0.5, 2.0]);
     }
 
     #[test]
     fn unweighted_mean_ignores_sizes() {
         let got = run(
-            false,
+            &FedAvg::new(false, Sampling::default()),
+            &[0.0; 3],
             vec![
                 update(0, vec![1.0, 2.0, -4.0], 100),
                 update(1, vec![3.0, 0.0, 4.0], 300),
             ],
         );
-        assert_eq!(got, vec![2.0, 1.0, 0.0]);
+        assert_eq!(got.params, vec![2.0, 1.0, 0.0]);
     }
 
     #[test]
     fn wrong_length_is_an_error() {
         let s = FedAvg::new(true, Sampling::default());
-        let mut agg = s.begin(&[0.0; 3]);
+        let global = [0.0; 3];
+        let mut agg = s.begin(crate::federated::rules::testing::ctx(&global));
         assert!(agg.add(update(4, vec![1.0], 1)).is_err());
     }
 }

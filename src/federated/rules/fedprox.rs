@@ -2,7 +2,7 @@
 //! local models near the global one on non-IID data; the server averages as FedAvg does.
 
 use super::fedavg::WeightedMean;
-use super::strategy::{Aggregation, Sampling, Strategy};
+use crate::federated::strategy::{Aggregation, RoundContext, Sampling, Strategy};
 
 pub struct FedProx {
     pub mu: f64,
@@ -29,8 +29,8 @@ impl Strategy for FedProx {
         &self.sampling
     }
 
-    fn begin(&self, global: &[f32]) -> Box<dyn Aggregation + '_> {
-        Box::new(WeightedMean::new(global.len(), self.weighted))
+    fn begin<'s>(&'s self, ctx: RoundContext<'s>) -> Box<dyn Aggregation + 's> {
+        Box::new(WeightedMean::new(ctx.global.len(), self.weighted))
     }
 
     fn proximal_mu(&self) -> f64 {

@@ -1,0 +1,430 @@
+//! MAD, trust-based model anomaly detection, over FedAvg. From the activation round on, every
+//! round:
+//! 1. K-means (k clusters) over the clients' model parameters (or their updates); the main
+//!    cluster is the largest.
+//! 2. dᵢ = 1 − ‖pᵢ − c‖ / D, the normalized Euclidean distance to the main cluster's center c,
+//!    clipped to [0, 1] (the normalizer D: see [`Normalization`]).
+//! 3. Reputation: R⁰ = d; afterwards R̃ = (R + d) + R/t if d ≥ α, else
+//!    (R + d) − exp(−(1 − d)·R/t) (t the round), clipped to [0, 1], smoothed
+//!    R ← β_R·R + (1 − β_R)·R̃ (β_R = 0.75).
+//! 4. Trust: T̃ = √(R² + d²) − √((1 − R)² + (1 − d)²), smoothed T ← β_T·T + (1 − β_T)·T̃
+//!    (β_T = 0.85, T starting at `initial_trust`), clipped to [0, 1].
+//! 5. A client whose trust falls below the threshold is left out of this round's average and
+//!    of every later round.
+
+use super::fedavg::WeightedMean;
+use super::{kmeans, require, vector};
+use crate::error::Result;
+use crate::federated::strategy::{
+    Aggregate, Aggregation, ClientUpdate, Flag, RobustRule, RoundContext, Sampling, Score,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// What K-means clusters. Distances are the same either way (the global model is a common
+/// offset); only `normalize = "center"` differs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum MadInput {
+    #[default]
+    Parameters,
+    Updates,
+}
+
+/// The divisor D in dᵢ = 1 − distᵢ / D. The paper says only "normalized".
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// D = `radius_scale` × the main cluster's radius (its largest member distance): with the
+    /// default 4, members keep d ≥ 0.75 and clients four radii out get d = 0. Scale-free, and it
+    /// never forces an honest client to 0 once the outliers are gone (K-means still splits the
+    /// honest clients in two, so the minority half must not look like attackers).
+    #[default]
+    Radius,
+    /// D = the largest distance this round: the farthest client always gets d = 0, even when
+    /// every client is honest.
+    Max,
+    /// D = ‖c‖, the norm of the main center (a relative distance; meaningful with
+    /// `on = "updates"`).
+    Center,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MadConfig {
+    /// First round that scores clients (earlier rounds are plain FedAvg).
+    #[serde(default = "one")]
+    pub activation_round: usize,
+    #[serde(default = "two")]
+    pub k: usize,
+    #[serde(default)]
+    pub on: MadInput,
+    #[serde(default)]
+    pub normalize: Normalization,
+    #[serde(default = "four")]
+    pub radius_scale: f64,
+    #[serde(default = "half")]
+    pub alpha: f64,
+    #[serde(default = "beta_r")]
+    pub beta_reputation: f64,
+    #[serde(default = "beta_t")]
+    pub beta_trust: f64,
+    #[serde(default = "half")]
+    pub threshold: f64,
+    #[serde(default = "one_f")]
+    pub initial_trust: f64,
+    #[serde(default = "yes")]
+    pub weighted: bool,
+}
+
+fn one() -> usize {
+    1
+}
+fn two() -> usize {
+    2
+}
+fn four() -> f64 {
+    4.0
+}
+fn half() -> f64 {
+    0.5
+}
+fn beta_r() -> f64 {
+    0.75
+}
+fn beta_t() -> f64 {
+    0.85
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for MadConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every MAD setting has a default")
+    }
+}
+
+impl MadConfig {
+    pub fn validate(&self) -> Result<()> {
+        require(
+            self.k >= 2,
+            "mad",
+            format!("`k` must be at least 2, got {}", self.k),
+        )?;
+        require(
+            self.radius_scale.is_finite() && self.radius_scale >= 1.0,
+            "mad",
+            format!("`radius_scale` must be ≥ 1, got {}", self.radius_scale),
+        )?;
+        require(
+            self.activation_round >= 1,
+            "mad",
+            "`activation_round` counts from 1".into(),
+        )?;
+        for (key, v) in [
+            ("alpha", self.alpha),
+            ("beta_reputation", self.beta_reputation),
+            ("beta_trust", self.beta_trust),
+            ("threshold", self.threshold),
+            ("initial_trust", self.initial_trust),
+        ] {
+            require(
+                (0.0..=1.0).contains(&v),
+                "mad",
+                format!("`{key}` must be within 0..=1, got {v}"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A client's reputation and trust.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    pub reputation: f64,
+    pub trust: f64,
+}
+
+impl MadConfig {
+    /// One round of the reputation and trust equations for a client at distance score `d`.
+    pub fn step(&self, prev: Option<Standing>, d: f64, t: usize) -> Standing {
+        let t = t.max(1) as f64;
+        let (reputation, trust_prev) = match prev {
+            None => (d, self.initial_trust),
+            Some(p) => {
+                let r = p.reputation;
+                let raw = if d >= self.alpha {
+                    (r + d) + r / t
+                } else {
+                    (r + d) - (-(1.0 - d) * r / t).exp()
+                };
+                let raw = raw.clamp(0.0, 1.0);
+                (
+                    self.beta_reputation * r + (1.0 - self.beta_reputation) * raw,
+                    p.trust,
+                )
+            }
+        };
+        let r = reputation;
+        let raw_t = (r * r + d * d).sqrt() - ((1.0 - r).powi(2) + (1.0 - d).powi(2)).sqrt();
+        let trust =
+            (self.beta_trust * trust_prev + (1.0 - self.beta_trust) * raw_t).clamp(0.0, 1.0);
+        Standing { reputation, trust }
+    }
+
+    /// dᵢ for each point from its distance to the main center.
+    pub fn distance_scores(&self, points: &[&[f32]], seed: u64) -> Vec<f64> {
+        let c = kmeans::kmeans(points, self.k, seed, 100);
+        let main = c.largest();
+        let center = &c.centers[main];
+        let dist: Vec<f64> = points
+            .iter()
+            .map(|p| vector::sq_dist(p, center).sqrt())
+            .collect();
+        let scale = match self.normalize {
+            Normalization::Max => dist.iter().copied().fold(0.0, f64::max),
+            Normalization::Center => vector::norm(center),
+            Normalization::Radius => {
+                self.radius_scale
+                    * (0..points.len())
+                        .filter(|&i| c.labels[i] == main)
+                        .map(|i| dist[i])
+                        .fold(0.0, f64::max)
+            }
+        };
+        dist.iter()
+            .map(|&x| {
+                if scale > 0.0 {
+                    (1.0 - x / scale).clamp(0.0, 1.0)
+                } else {
+                    1.0
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    standing: BTreeMap<usize, Standing>,
+    /// Excluded client → round of exclusion.
+    excluded: BTreeMap<usize, usize>,
+}
+
+pub struct Mad {
+    cfg: MadConfig,
+    sampling: Sampling,
+    state: Mutex<State>,
+}
+
+impl Mad {
+    pub fn new(cfg: MadConfig, sampling: Sampling) -> Self {
+        Mad {
+            cfg,
+            sampling,
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl RobustRule for Mad {
+    fn name(&self) -> String {
+        format!("mad(from={})", self.cfg.activation_round)
+    }
+    fn sampling(&self) -> &Sampling {
+        &self.sampling
+    }
+    fn excluded(&self) -> Vec<usize> {
+        let st = self.state.lock().expect("MAD state lock");
+        st.excluded.keys().copied().collect()
+    }
+
+    fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
+        let mut st = self.state.lock().expect("MAD state lock");
+        let mut flags: Vec<Flag> = st
+            .excluded
+            .iter()
+            .map(|(&c, &r)| Flag::excluded(c, format!("trust below threshold since round {r}")))
+            .collect();
+        let mut scores = Vec::new();
+        let mut keep: Vec<bool> = updates
+            .iter()
+            .map(|u| !st.excluded.contains_key(&u.client))
+            .collect();
+        let active: Vec<usize> = (0..updates.len()).filter(|&i| keep[i]).collect();
+        if ctx.round >= self.cfg.activation_round && active.len() >= 2 {
+            let owned: Vec<Vec<f32>>;
+            let points: Vec<&[f32]> = match self.cfg.on {
+                MadInput::Parameters => active
+                    .iter()
+                    .map(|&i| updates[i].params.as_slice())
+                    .collect(),
+                MadInput::Updates => {
+                    owned = active
+                        .iter()
+                        .map(|&i| vector::delta(&updates[i].params, ctx.global))
+                        .collect();
+                    owned.iter().map(|d| d.as_slice()).collect()
+                }
+            };
+            let d = self.cfg.distance_scores(&points, ctx.seed);
+            for (k, &i) in active.iter().enumerate() {
+                let client = updates[i].client;
+                let s = self
+                    .cfg
+                    .step(st.standing.get(&client).copied(), d[k], ctx.round);
+                st.standing.insert(client, s);
+                scores.extend([
+                    Score {
+                        client,
+                        name: "distance_score",
+                        value: d[k],
+                    },
+                    Score {
+                        client,
+                        name: "reputation",
+                        value: s.reputation,
+                    },
+                    Score {
+                        client,
+                        name: "trust",
+                        value: s.trust,
+                    },
+                ]);
+                if s.trust < self.cfg.threshold {
+                    st.excluded.insert(client, ctx.round);
+                    keep[i] = false;
+                    flags.push(Flag::excluded(
+                        client,
+                        format!(
+                            "trust {:.4} < threshold {} (d = {:.4}, R = {:.4})",
+                            s.trust, self.cfg.threshold, d[k], s.reputation
+                        ),
+                    ));
+                }
+            }
+        }
+        flags.sort_by_key(|f| f.client);
+        let mut mean = WeightedMean::new(ctx.global.len(), self.cfg.weighted);
+        let mut any = false;
+        for (u, k) in updates.into_iter().zip(keep) {
+            if k {
+                mean.add(u)?;
+                any = true;
+            }
+        }
+        let params = if any {
+            Box::new(mean).finish()?.params
+        } else {
+            ctx.global.to_vec()
+        };
+        Ok(Aggregate {
+            params,
+            flags,
+            scores,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federated::rules::testing::{ctx, run_with, updates};
+    use crate::federated::strategy::Strategy;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn equations_by_hand() {
+        let cfg = MadConfig::default();
+        // First round: R⁰ = d = 0.8; T̃ = √(0.64 + 0.64) − √(0.04 + 0.04) = 0.8√2 − 0.2√2
+        // = 0.6√2 ≈ 0.848528; T = 0.85·1 + 0.15·0.848528 = 0.977279.
+        let s1 = cfg.step(None, 0.8, 1);
+        assert!(close(s1.reputation, 0.8));
+        assert!(close(s1.trust, 0.85 + 0.15 * 0.6 * 2f64.sqrt()));
+        // Round 2, d = 0.2 < α: R̃ = (0.8 + 0.2) − exp(−0.8·0.8/2) = 1 − e^{−0.32} ≈ 0.273851;
+        // R = 0.75·0.8 + 0.25·0.273851 = 0.668463.
+        let s2 = cfg.step(Some(s1), 0.2, 2);
+        let r_raw = 1.0 - (-0.32f64).exp();
+        let r = 0.75 * 0.8 + 0.25 * r_raw;
+        assert!(close(s2.reputation, r));
+        let t_raw = (r * r + 0.04).sqrt() - ((1.0 - r).powi(2) + 0.64).sqrt();
+        assert!(close(s2.trust, 0.85 * s1.trust + 0.15 * t_raw));
+        // Round 3, d = 0.9 ≥ α: R̃ = (R + 0.9) + R/3 clipped to 1.
+        let s3 = cfg.step(Some(s2), 0.9, 3);
+        assert!(close(s3.reputation, 0.75 * r + 0.25));
+    }
+
+    #[test]
+    fn excludes_the_outliers_for_good() {
+        let mad = Mad::new(MadConfig::default(), Sampling::default());
+        let v: [&[f32]; 5] = [
+            &[1.0, 0.0],
+            &[1.1, 0.1],
+            &[0.9, -0.1],
+            &[-5.0, 5.0],
+            &[-5.2, 5.1],
+        ];
+        let global = [0.0, 0.0];
+        // Round 1: clients 3 and 4 sit far outside the main cluster (d = 0, R = 0):
+        // T = 0.85·1 + 0.15·(0 − √2) ≈ 0.638, still above 0.5.
+        let out = run_with(&mad, ctx(&global), updates(&v)).unwrap();
+        assert!(out.flags.is_empty());
+        let trust = |out: &Aggregate, c: usize| {
+            out.scores
+                .iter()
+                .find(|s| s.client == c && s.name == "trust")
+                .unwrap()
+                .value
+        };
+        assert!(close(trust(&out, 3), 0.85 - 0.15 * 2f64.sqrt()));
+        // Round 2: T ≈ 0.85·0.638 − 0.212 ≈ 0.330 < 0.5: both are excluded.
+        let mut c2 = ctx(&global);
+        c2.round = 2;
+        let out = run_with(&mad, c2, updates(&v)).unwrap();
+        let excluded: Vec<usize> = out.flags.iter().map(|f| f.client).collect();
+        assert_eq!(excluded, vec![3, 4]);
+        assert!(crate::federated::rules::testing::close(
+            &out.params,
+            &[1.0, 0.0]
+        ));
+        assert_eq!(Strategy::excluded(&mad), vec![3, 4]);
+        // They are not asked to train again.
+        let mut rng = rand::SeedableRng::seed_from_u64(0);
+        assert_eq!(mad.configure_fit(3, 5, &mut rng), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn inactive_before_the_activation_round() {
+        let mad = Mad::new(
+            MadConfig {
+                activation_round: 3,
+                initial_trust: 0.0,
+                ..Default::default()
+            },
+            Sampling::default(),
+        );
+        let v: [&[f32]; 3] = [&[1.0], &[1.0], &[-9.0]];
+        let global = [0.0];
+        let out = run_with(&mad, ctx(&global), updates(&v)).unwrap();
+        assert!(out.flags.is_empty() && out.scores.is_empty());
+        assert_eq!(out.params, vec![-7.0 / 3.0]);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let bad: std::result::Result<crate::federated::rules::Rule, _> =
+            toml::from_str("rule = \"mad\"\nthreshold = 2.0");
+        assert!(bad.unwrap().validate(10).is_err());
+        let unknown: std::result::Result<crate::federated::rules::Rule, _> =
+            toml::from_str("rule = \"mad\"\nthreshhold = 0.5");
+        assert!(unknown.is_err());
+    }
+}

@@ -1,0 +1,371 @@
+//! Grad-CAM (Selvaraju et al., ICCV 2017) on a model's last convolutional feature map, and a
+//! detector of triggered inputs built on it.
+//!
+//! The map for class c is ReLU(Σₖ αₖ·Aᵏ) with αₖ the spatial mean of ∂y_c/∂Aᵏ, upsampled to
+//! the input and scaled to [0, 1]. A backdoored model that reacts to a patch looks at the patch:
+//! its map's mass gathers in one small window. The detector scores an input by the largest share
+//! of map mass inside any window of `window` × the image side; the evaluator, who knows the
+//! trigger, also reports the share inside the trigger box (localization).
+
+use crate::attacks::backdoor::Backdoor;
+use crate::data::ImageSet;
+use crate::error::{Error, Result};
+use crate::metrics::auroc::auroc;
+use crate::models::Net;
+use crate::train::normalize::Normalizer;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// `[gradcam]` in an experiment file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GradCamConfig {
+    /// Overlays written for this many clean and triggered test images.
+    pub overlays: usize,
+    /// Side of the detector's window, as a share of the image side.
+    pub window: f64,
+    /// Test images scored (0 = all).
+    pub max_images: usize,
+}
+
+impl Default for GradCamConfig {
+    fn default() -> Self {
+        GradCamConfig {
+            overlays: 4,
+            window: 0.125,
+            max_images: 0,
+        }
+    }
+}
+
+impl GradCamConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.window > 0.0 && self.window <= 1.0) {
+            return Err(Error::Invalid(format!(
+                "`gradcam.window` must be within (0, 1], got {}",
+                self.window
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Grad-CAM maps (N × H × W, each scaled to [0, 1]) of `x` (raw pixels, N·C·H·W) for the
+/// model's predicted class.
+pub fn grad_cam(net: &Net, x: &Tensor, norm: &Normalizer) -> Tensor {
+    let size = x.size();
+    let channels = net.arch.in_channels(size[1] as usize);
+    let xn = norm
+        .on(channels, net.vs.device())
+        .apply(&x.to_device(net.vs.device()));
+    let feats = tch::no_grad(|| net.features_t(&xn, false)).set_requires_grad(true);
+    let logits = net.head_t(&feats, false);
+    let class = logits.argmax(1, true);
+    let score = logits.gather(1, &class, false).sum(Kind::Float);
+    let grads = Tensor::run_backward(&[score], &[&feats], false, false);
+    let weights = grads[0].mean_dim([2i64, 3].as_slice(), true, Kind::Float);
+    let cam = (weights * feats.detach())
+        .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+        .relu();
+    let cam = cam
+        .upsample_bilinear2d([size[2], size[3]], false, None, None)
+        .squeeze_dim(1);
+    let max = cam.amax([1i64, 2].as_slice(), true).clamp_min(1e-12);
+    (cam / max).to_device(tch::Device::Cpu)
+}
+
+/// Largest share of a map's mass inside any w × w window (summed-area table).
+pub fn concentration(map: &[f32], h: usize, w: usize, win: usize) -> f64 {
+    let win = win.clamp(1, h.min(w));
+    let mut sat = vec![0.0f64; (h + 1) * (w + 1)];
+    for y in 0..h {
+        for x in 0..w {
+            sat[(y + 1) * (w + 1) + x + 1] =
+                map[y * w + x] as f64 + sat[y * (w + 1) + x + 1] + sat[(y + 1) * (w + 1) + x]
+                    - sat[y * (w + 1) + x];
+        }
+    }
+    let total = sat[h * (w + 1) + w];
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let mut best = 0.0f64;
+    for y in 0..=h - win {
+        for x in 0..=w - win {
+            let s = sat[(y + win) * (w + 1) + x + win]
+                - sat[y * (w + 1) + x + win]
+                - sat[(y + win) * (w + 1) + x]
+                + sat[y * (w + 1) + x];
+            best = best.max(s);
+        }
+    }
+    best / total
+}
+
+/// Share of a map's mass inside the box (x, y, side).
+pub fn mass_inside(map: &[f32], w: usize, bx: usize, by: usize, side: usize) -> f64 {
+    let total: f64 = map.iter().map(|&v| v as f64).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let h = map.len() / w;
+    let mut inside = 0.0;
+    for y in by..(by + side).min(h) {
+        for x in bx..(bx + side).min(w) {
+            inside += map[y * w + x] as f64;
+        }
+    }
+    inside / total
+}
+
+/// Detection and localization on one pair of clean / triggered sets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GradCamReport {
+    /// Detector AUROC: triggered inputs (positives) against clean ones.
+    pub auroc: Option<f64>,
+    pub mean_concentration_clean: f64,
+    pub mean_concentration_triggered: f64,
+    /// Mean share of the map inside the trigger box, on triggered inputs.
+    pub localization_triggered: f64,
+    /// The same box on clean inputs (chance level for this model).
+    pub localization_clean: f64,
+    pub images: usize,
+}
+
+/// The whole Grad-CAM inspection of a cell.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GradCamSummary {
+    /// On the server's test set.
+    pub test: GradCamReport,
+    /// Per federated client, on its validation set (clean vs triggered), with the final model.
+    #[serde(default)]
+    pub clients: Vec<GradCamReport>,
+}
+
+/// Maps of a set, batched, as one flat vector per image.
+fn maps(net: &Net, set: &ImageSet, norm: &Normalizer) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(set.len());
+    let n = set.len();
+    let per = set.image_len();
+    for start in (0..n).step_by(64) {
+        let end = (start + 64).min(n);
+        let x = Tensor::from_slice(&set.pixels[start * per..end * per]).view([
+            (end - start) as i64,
+            set.channels as i64,
+            set.height as i64,
+            set.width as i64,
+        ]);
+        let cam = grad_cam(net, &x, norm);
+        let flat = Vec::<f32>::try_from(cam.reshape([-1])).expect("a float map");
+        let hw = set.height * set.width;
+        out.extend(flat.chunks(hw).map(|c| c.to_vec()));
+    }
+    out
+}
+
+/// Scores clean vs triggered copies of `set`.
+pub fn report(
+    net: &Net,
+    set: &ImageSet,
+    backdoor: &Backdoor,
+    norm: &Normalizer,
+    cfg: &GradCamConfig,
+) -> (GradCamReport, Vec<Vec<f32>>, Vec<Vec<f32>>, ImageSet) {
+    let set = if cfg.max_images > 0 && set.len() > cfg.max_images {
+        set.subset(&(0..cfg.max_images).collect::<Vec<_>>())
+    } else {
+        set.clone()
+    };
+    let triggered = backdoor.trigger.apply_all(&set);
+    let (h, w) = (set.height, set.width);
+    let win = ((cfg.window * h.min(w) as f64).round() as usize).max(1);
+    let clean_maps = maps(net, &set, norm);
+    let trig_maps = maps(net, &triggered, norm);
+    let conc =
+        |ms: &[Vec<f32>]| -> Vec<f64> { ms.iter().map(|m| concentration(m, h, w, win)).collect() };
+    let (cc, ct) = (conc(&clean_maps), conc(&trig_maps));
+    let loc = |ms: &[Vec<f32>]| -> f64 {
+        if ms.is_empty() {
+            return 0.0;
+        }
+        ms.iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let (bx, by) = backdoor.trigger.position(h, w, i);
+                mass_inside(m, w, bx, by, backdoor.trigger.size)
+            })
+            .sum::<f64>()
+            / ms.len() as f64
+    };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let r = GradCamReport {
+        auroc: auroc(&cc, &ct),
+        mean_concentration_clean: mean(&cc),
+        mean_concentration_triggered: mean(&ct),
+        localization_triggered: loc(&trig_maps),
+        localization_clean: loc(&clean_maps),
+        images: set.len(),
+    };
+    (r, clean_maps, trig_maps, triggered)
+}
+
+/// Jet-like colour for v in [0, 1].
+fn jet(v: f32) -> [f32; 3] {
+    let f = |x: f32| x.clamp(0.0, 1.0);
+    [
+        f(1.5 - (4.0 * v - 3.0).abs()),
+        f(1.5 - (4.0 * v - 2.0).abs()),
+        f(1.5 - (4.0 * v - 1.0).abs()),
+    ]
+}
+
+/// Writes the image with its map blended on top, enlarged to at least 256 px.
+pub fn write_overlay(path: &Path, set: &ImageSet, i: usize, map: &[f32]) -> Result<()> {
+    let (h, w, c) = (set.height, set.width, set.channels);
+    let img = set.image(i);
+    let scale = (256 / h.max(w)).max(1);
+    let mut out = image::RgbImage::new((w * scale) as u32, (h * scale) as u32);
+    for y in 0..h * scale {
+        for x in 0..w * scale {
+            let (sy, sx) = (y / scale, x / scale);
+            let gray = |ch: usize| img[(ch % c) * h * w + sy * w + sx];
+            let m = map[sy * w + sx];
+            let col = jet(m);
+            let a = 0.45 * m.sqrt();
+            let px: [u8; 3] = std::array::from_fn(|k| {
+                (((1.0 - a) * gray(k) + a * col[k]).clamp(0.0, 1.0) * 255.0).round() as u8
+            });
+            out.put_pixel(x as u32, y as u32, image::Rgb(px));
+        }
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    out.save(path)
+        .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Scores the server's test set (and each client's validation set when given), writes
+/// `gradcam/{clean,triggered}_NN.png` overlays under `dir`.
+pub fn inspect(
+    net: &Net,
+    test: &ImageSet,
+    client_sets: &[ImageSet],
+    backdoor: &Backdoor,
+    norm: &Normalizer,
+    cfg: &GradCamConfig,
+    dir: &Path,
+) -> Result<GradCamSummary> {
+    let (test_report, clean_maps, trig_maps, triggered) = report(net, test, backdoor, norm, cfg);
+    // Spread the overlays over the classes: every k-th image.
+    let n = clean_maps.len();
+    let step = (n / cfg.overlays.max(1)).max(1);
+    for (k, i) in (0..n).step_by(step).take(cfg.overlays).enumerate() {
+        write_overlay(
+            &dir.join(format!("gradcam/clean_{k:02}.png")),
+            test,
+            i,
+            &clean_maps[i],
+        )?;
+        write_overlay(
+            &dir.join(format!("gradcam/triggered_{k:02}.png")),
+            &triggered,
+            i,
+            &trig_maps[i],
+        )?;
+    }
+    let clients = client_sets
+        .iter()
+        .map(|s| report(net, s, backdoor, norm, cfg).0)
+        .collect();
+    Ok(GradCamSummary {
+        test: test_report,
+        clients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::Arch;
+
+    #[test]
+    fn window_and_box_shares() {
+        // 4×4 map with all mass in the 2×2 bottom-right block.
+        let mut m = vec![0.0f32; 16];
+        for (y, x) in [(2, 2), (2, 3), (3, 2), (3, 3)] {
+            m[y * 4 + x] = 1.0;
+        }
+        assert_eq!(concentration(&m, 4, 4, 2), 1.0);
+        assert_eq!(concentration(&m, 4, 4, 1), 0.25);
+        assert_eq!(mass_inside(&m, 4, 2, 2, 2), 1.0);
+        assert_eq!(mass_inside(&m, 4, 0, 0, 2), 0.0);
+        let flat = vec![1.0f32; 16];
+        assert_eq!(concentration(&flat, 4, 4, 2), 0.25);
+    }
+
+    #[test]
+    fn map_peaks_where_the_decision_is_made() {
+        // A small CNN whose logits depend only on the 8×8 region at rows 24..32, columns 8..16
+        // (asymmetric, so a transposed or flipped map fails): the classifier weights of every
+        // other feature position are zeroed. Inputs are blank elsewhere and conv biases zero, so
+        // activations outside the region vanish too.
+        tch::manual_seed(0);
+        let net = Net::new(Arch::SmallCnn, 2, 1, 32, tch::Device::Cpu).unwrap();
+        let side = 8i64; // 32 / 4 feature positions per side
+        tch::no_grad(|| {
+            for (name, mut t) in net.vs.variables() {
+                if name == "classifier.0.weight" {
+                    // Inputs are (channel, y, x) flattened: keep y in 6..8, x in 2..4, with
+                    // non-negative weights so the class-1 evidence only grows with activation.
+                    let mask = Tensor::zeros([64, side, side], (Kind::Float, tch::Device::Cpu));
+                    let _ = mask.narrow(1, 6, 2).narrow(2, 2, 2).fill_(1.0);
+                    let masked = t.abs() * mask.reshape([1, -1]);
+                    t.copy_(&masked);
+                }
+                if name == "classifier.2.weight" {
+                    let w = Tensor::from_slice(&[-1.0f32, 1.0])
+                        .view([2, 1])
+                        .expand([2, 128], false);
+                    t.copy_(&(w / 128.0));
+                }
+                if name.ends_with(".bias") {
+                    let _ = t.zero_();
+                }
+            }
+        });
+        let x = Tensor::zeros([4, 1, 32, 32], (Kind::Float, tch::Device::Cpu));
+        x.narrow(2, 24, 8)
+            .narrow(3, 8, 8)
+            .copy_(&Tensor::rand([4, 1, 8, 8], (Kind::Float, tch::Device::Cpu)));
+        let cam = grad_cam(&net, &x, &Normalizer::identity());
+        assert_eq!(cam.size(), vec![4, 32, 32]);
+        for i in 0..4 {
+            let m = Vec::<f32>::try_from(cam.get(i).reshape([-1])).unwrap();
+            // The region is 6% of the image; the map puts far more than that there, and all
+            // but a sliver within one feature cell's receptive-field halo around it.
+            let region = mass_inside(&m, 32, 8, 24, 8);
+            assert!(region > 0.3, "map {i}: {region} of its mass in the region");
+            let halo = mass_inside(&m, 32, 0, 16, 24);
+            assert!(halo > 0.97, "map {i}: {halo} of its mass near the region");
+            let peak = m
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            let (py, px) = (peak / 32, peak % 32);
+            assert!(
+                (22..32).contains(&py) && (6..18).contains(&px),
+                "peak at ({py}, {px})"
+            );
+        }
+    }
+}
