@@ -162,6 +162,12 @@ pub struct FedSummary {
     /// Exclusions by the defense scored against the malicious ids.
     #[serde(default)]
     pub detection: federated::detection::Detection,
+    /// Privacy spent (ε) after the last round, with a DP rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// Why the run ended early (e.g. privacy budget reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 fn seed_all(seed: u64) {
@@ -436,6 +442,9 @@ fn federated_train_and_evaluate(
             .map(|a| format!(", ASR {:.2}%", 100.0 * a))
             .unwrap_or_default()
     ));
+    if let Some(why) = &sim.stopped {
+        progress::status(format!("{label}: stopped early, {why}"));
+    }
     let clean = ClassificationReport::new(&sim.test_pred, &ds.test.labels, ds.test.num_classes());
     let malicious: Vec<usize> = clients
         .iter()
@@ -484,6 +493,8 @@ fn federated_train_and_evaluate(
             .and_then(|m| m.model_poisoning.as_ref())
             .map(|m| m.name().to_string()),
         detection: sim.detection.clone(),
+        epsilon: sim.rounds.last().and_then(|r| r.epsilon),
+        stopped: sim.stopped.clone(),
     };
     let train_size = clients.iter().map(|c| c.train.len()).sum();
     let val_size = clients.iter().map(|c| c.val.len()).sum();

@@ -27,6 +27,11 @@ pub struct GradCamConfig {
     pub window: f64,
     /// Test images scored (0 = all).
     pub max_images: usize,
+    /// Feature layer whose output is explained (the map after `features[..layer]`); default:
+    /// the deepest one whose map is at least 8 × 8 (a 64 px MobileNetV2's last map is 2 × 2,
+    /// too coarse to find a 4 px trigger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
 }
 
 impl Default for GradCamConfig {
@@ -35,6 +40,7 @@ impl Default for GradCamConfig {
             overlays: 4,
             window: 0.125,
             max_images: 0,
+            layer: None,
         }
     }
 }
@@ -51,16 +57,34 @@ impl GradCamConfig {
     }
 }
 
+/// The deepest feature layer whose output map is at least 8 × 8 for `x` (normalized input).
+pub fn default_layer(net: &Net, x: &Tensor) -> usize {
+    tch::no_grad(|| {
+        let mut y = x.narrow(0, 0, 1);
+        let mut best = 1;
+        for k in 1..=net.feature_layers() {
+            y = net.features_range_t(&y, k - 1..k, false);
+            let s = y.size();
+            if s.len() == 4 && s[2] >= 8 && s[3] >= 8 {
+                best = k;
+            }
+        }
+        best
+    })
+}
+
 /// Grad-CAM maps (N × H × W, each scaled to [0, 1]) of `x` (raw pixels, N·C·H·W) for the
-/// model's predicted class.
-pub fn grad_cam(net: &Net, x: &Tensor, norm: &Normalizer) -> Tensor {
+/// model's predicted class, explaining the map after `features[..layer]` (default:
+/// [`default_layer`]).
+pub fn grad_cam(net: &Net, x: &Tensor, norm: &Normalizer, layer: Option<usize>) -> Tensor {
     let size = x.size();
     let channels = net.arch.in_channels(size[1] as usize);
     let xn = norm
         .on(channels, net.vs.device())
         .apply(&x.to_device(net.vs.device()));
-    let feats = tch::no_grad(|| net.features_t(&xn, false)).set_requires_grad(true);
-    let logits = net.head_t(&feats, false);
+    let k = layer.unwrap_or_else(|| default_layer(net, &xn));
+    let feats = tch::no_grad(|| net.features_range_t(&xn, 0..k, false)).set_requires_grad(true);
+    let logits = net.logits_from_t(&feats, k, false);
     let class = logits.argmax(1, true);
     let score = logits.gather(1, &class, false).sum(Kind::Float);
     let grads = Tensor::run_backward(&[score], &[&feats], false, false);
@@ -144,7 +168,7 @@ pub struct GradCamSummary {
 }
 
 /// Maps of a set, batched, as one flat vector per image.
-fn maps(net: &Net, set: &ImageSet, norm: &Normalizer) -> Vec<Vec<f32>> {
+fn maps(net: &Net, set: &ImageSet, norm: &Normalizer, layer: Option<usize>) -> Vec<Vec<f32>> {
     let mut out = Vec::with_capacity(set.len());
     let n = set.len();
     let per = set.image_len();
@@ -156,7 +180,7 @@ fn maps(net: &Net, set: &ImageSet, norm: &Normalizer) -> Vec<Vec<f32>> {
             set.height as i64,
             set.width as i64,
         ]);
-        let cam = grad_cam(net, &x, norm);
+        let cam = grad_cam(net, &x, norm, layer);
         let flat = Vec::<f32>::try_from(cam.reshape([-1])).expect("a float map");
         let hw = set.height * set.width;
         out.extend(flat.chunks(hw).map(|c| c.to_vec()));
@@ -180,8 +204,8 @@ pub fn report(
     let triggered = backdoor.trigger.apply_all(&set);
     let (h, w) = (set.height, set.width);
     let win = ((cfg.window * h.min(w) as f64).round() as usize).max(1);
-    let clean_maps = maps(net, &set, norm);
-    let trig_maps = maps(net, &triggered, norm);
+    let clean_maps = maps(net, &set, norm, cfg.layer);
+    let trig_maps = maps(net, &triggered, norm, cfg.layer);
     let conc =
         |ms: &[Vec<f32>]| -> Vec<f64> { ms.iter().map(|m| concentration(m, h, w, win)).collect() };
     let (cc, ct) = (conc(&clean_maps), conc(&trig_maps));
@@ -345,7 +369,9 @@ mod tests {
         x.narrow(2, 24, 8)
             .narrow(3, 8, 8)
             .copy_(&Tensor::rand([4, 1, 8, 8], (Kind::Float, tch::Device::Cpu)));
-        let cam = grad_cam(&net, &x, &Normalizer::identity());
+        // The small CNN's last map (8 × 8 here) is the default layer.
+        assert_eq!(default_layer(&net, &x), net.feature_layers());
+        let cam = grad_cam(&net, &x, &Normalizer::identity(), None);
         assert_eq!(cam.size(), vec![4, 32, 32]);
         for i in 0..4 {
             let m = Vec::<f32>::try_from(cam.get(i).reshape([-1])).unwrap();

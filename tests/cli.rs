@@ -189,6 +189,34 @@ fn defense_decisions_are_logged_and_scored() {
 }
 
 #[test]
+fn privacy_budget_stops_the_run() {
+    // All 4 clients every round (q = 1), z = 2: ε passes 5 within a few rounds.
+    let dir = tmp("dp");
+    let cfg = write(
+        &dir,
+        "dp.toml",
+        &format!(
+            "{TINY}[federation]\nclients = 4\nrounds = 10\n[federation.strategy]\n\
+             rule = \"dp_fedavg\"\nclip = 1.0\nnoise_multiplier = 2.0\nbudget = 5.0\n"
+        ),
+    );
+    let out = dir.join("out");
+    let s = run_tiny(&cfg, &out);
+    let f = &s["federation"];
+    assert!(
+        f["stopped"].as_str().unwrap().contains("privacy budget"),
+        "{f}"
+    );
+    let eps = f["epsilon"].as_f64().unwrap();
+    assert!(eps > 0.0 && eps <= 5.0, "{eps}");
+    let history = std::fs::read_to_string(out.join("run/history.csv")).unwrap();
+    let rows = history.lines().count() - 1;
+    assert!((1..10).contains(&rows), "{rows} rounds ran");
+    assert!(history.lines().next().unwrap().contains("epsilon"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn gradcam_inspection_writes_overlays_and_scores() {
     let dir = tmp("gradcam");
     let cfg = write(&dir, "g.toml", &format!("{TINY}[gradcam]\noverlays = 2\n"));

@@ -241,6 +241,8 @@ pub struct RoundRecord {
     /// Distributed evaluation: the clients' validation sets, weighted by their sizes.
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
+    /// Privacy spent so far (ε at the rule's δ), for rules with an accountant.
+    pub epsilon: Option<f64>,
     pub seconds: f64,
 }
 
@@ -275,6 +277,8 @@ pub struct Simulation {
     /// Defenses' per-client scores (e.g. MAD's trust), per round.
     pub scores: Vec<detection::ScoreRecord>,
     pub detection: detection::Detection,
+    /// Why the run ended before `rounds` (privacy budget), if it did.
+    pub stopped: Option<String>,
     pub final_params: Vec<f32>,
     pub test_loss: f64,
     pub test_pred: Vec<i64>,
@@ -363,6 +367,7 @@ pub fn simulate(
     let mut score_log = Vec::new();
     let mut decisions = Vec::with_capacity(fed.rounds);
     let mut last_eval = None;
+    let mut stopped = None;
     let model_poisoning = fed
         .malicious
         .as_ref()
@@ -388,6 +393,14 @@ pub fn simulate(
         let start = Instant::now();
         let mut rng = StdRng::seed_from_u64(mix(sh.seed, round as u64, u64::MAX));
         let selected = strategy.configure_fit(round, clients.len(), &mut rng);
+        if !strategy.allows_round(selected.len(), clients.len()) {
+            stopped = Some(format!(
+                "privacy budget reached: round {round} would exceed it (ε = {:.4} after round {})",
+                strategy.epsilon().unwrap_or(0.0),
+                round - 1
+            ));
+            break;
+        }
         let server_model = match &root {
             Some(r) => Some(sh.fit(r, &global, round)?.update.params),
             None => None,
@@ -397,6 +410,7 @@ pub fn simulate(
             global: &global,
             server_model: server_model.as_deref(),
             seed: mix(sh.seed, round as u64, 0x6167_6772),
+            clients: clients.len(),
         };
         let mut agg = strategy.begin(ctx);
         let round_start = client_log.len();
@@ -531,12 +545,32 @@ pub fn simulate(
             asr_all,
             val_loss: mean(vl, vn),
             val_accuracy: mean(va, vn),
+            epsilon: strategy.epsilon(),
             seconds: start.elapsed().as_secs_f64(),
         };
         on_round(&rec);
         rounds.push(rec);
     }
-    let eval = last_eval.expect("the last round always evaluates");
+    let Some(last) = rounds.last_mut() else {
+        return Err(Error::Invalid(format!(
+            "{}: no round could run",
+            stopped.unwrap_or_else(|| "the federation".into())
+        )));
+    };
+    // A run stopped early (privacy budget) is evaluated after its last round.
+    if last.test_accuracy.is_none() {
+        let eval = server_eval(&server, &data.test, triggered_test.as_ref(), &sh.norm);
+        last.test_loss = Some(eval.loss);
+        last.test_accuracy = Some(metrics::accuracy(&eval.pred, &data.test.labels));
+        if let (Some(t), Some(tp)) = (target, &eval.triggered) {
+            let labels = &data.test.labels;
+            last.asr =
+                Some(metrics::attack_success_rate(tp, labels, t, setup.asr_exclude_target).rate());
+            last.asr_all = Some(metrics::attack_success_rate(tp, labels, t, false).rate());
+        }
+        last_eval = Some(eval);
+    }
+    let eval = last_eval.expect("the last round run is evaluated");
     Ok(Simulation {
         rounds,
         clients: client_log,
@@ -557,6 +591,7 @@ pub fn simulate(
                 .map(|c| c.id)
                 .collect::<Vec<_>>(),
         ),
+        stopped,
         final_params: global,
         test_loss: eval.loss,
         test_pred: eval.pred,

@@ -28,6 +28,8 @@ pub struct RoundContext<'a> {
     pub server_model: Option<&'a [f32]>,
     /// Seed for the rule's random draws this round (noise, cluster initialization).
     pub seed: u64,
+    /// Clients in the federation (the sampling rate's denominator for privacy accounting).
+    pub clients: usize,
 }
 
 /// Why a client's update did not count fully this round.
@@ -154,6 +156,16 @@ pub trait Strategy: Send + Sync {
     fn excluded(&self) -> Vec<usize> {
         Vec::new()
     }
+
+    /// Privacy spent so far (ε at the rule's δ), for rules with a privacy accountant.
+    fn epsilon(&self) -> Option<f64> {
+        None
+    }
+
+    /// Whether one more round with `selected` of `clients` stays within the privacy budget.
+    fn allows_round(&self, _selected: usize, _clients: usize) -> bool {
+        true
+    }
 }
 
 /// A rule that needs all of a round's updates at once. Every such rule is a [`Strategy`]
@@ -169,6 +181,14 @@ pub trait RobustRule: Send + Sync {
     /// See [`Strategy::excluded`].
     fn excluded(&self) -> Vec<usize> {
         Vec::new()
+    }
+    /// See [`Strategy::epsilon`].
+    fn epsilon(&self) -> Option<f64> {
+        None
+    }
+    /// See [`Strategy::allows_round`].
+    fn allows_round(&self, _selected: usize, _clients: usize) -> bool {
+        true
     }
 }
 
@@ -187,6 +207,12 @@ impl<T: RobustRule> Strategy for T {
     }
     fn excluded(&self) -> Vec<usize> {
         RobustRule::excluded(self)
+    }
+    fn epsilon(&self) -> Option<f64> {
+        RobustRule::epsilon(self)
+    }
+    fn allows_round(&self, selected: usize, clients: usize) -> bool {
+        RobustRule::allows_round(self, selected, clients)
     }
 }
 

@@ -88,8 +88,18 @@ pub struct Seq(pub Vec<Layer>);
 
 impl Seq {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_range_t(x, 0..self.0.len(), train)
+    }
+
+    /// Runs only the layers in `range`.
+    pub fn forward_range_t(
+        &self,
+        x: &Tensor,
+        range: std::ops::Range<usize>,
+        train: bool,
+    ) -> Tensor {
         let mut y = x.shallow_clone();
-        for l in &self.0 {
+        for l in &self.0[range] {
             y = l.forward_t(&y, train);
         }
         y

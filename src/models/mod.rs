@@ -138,9 +138,32 @@ impl Net {
         })
     }
 
-    /// The last feature map (before the neck): Grad-CAM's target layer output.
+    /// The last feature map (before the neck).
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
         self.features.forward_t(x, train)
+    }
+
+    /// Number of layers in `features`.
+    pub fn feature_layers(&self) -> usize {
+        self.features.0.len()
+    }
+
+    /// The layers `features[range]` alone; with [`Net::logits_from_t`], a split for Grad-CAM
+    /// at any depth.
+    pub fn features_range_t(
+        &self,
+        x: &Tensor,
+        range: std::ops::Range<usize>,
+        train: bool,
+    ) -> Tensor {
+        self.features.forward_range_t(x, range, train)
+    }
+
+    pub fn logits_from_t(&self, map: &Tensor, k: usize, train: bool) -> Tensor {
+        let f = self
+            .features
+            .forward_range_t(map, k..self.features.0.len(), train);
+        self.head_t(&f, train)
     }
 
     pub fn head_t(&self, features: &Tensor, train: bool) -> Tensor {

@@ -7,6 +7,7 @@
 //! to another rule.
 
 pub mod bulyan;
+pub mod dp_fedavg;
 pub mod fedavg;
 pub mod fedprox;
 pub mod flame;
@@ -79,6 +80,8 @@ pub enum Rule {
     },
     /// MAD, trust-based model anomaly detection (K-means, reputation, trust), over FedAvg.
     Mad(mad::MadConfig),
+    /// Client-level DP-FedAvg (McMahan et al. 2018) with a Rényi-DP accountant.
+    DpFedavg(dp_fedavg::DpConfig),
 }
 
 fn yes() -> bool {
@@ -151,6 +154,7 @@ impl Rule {
             ),
             Rule::Flame { lambda } => finite(*lambda, "lambda"),
             Rule::Mad(c) => c.validate(),
+            Rule::DpFedavg(c) => c.validate(),
         }
     }
 
@@ -178,6 +182,7 @@ impl Rule {
             Rule::Foolsgold { kappa } => Box::new(foolsgold::FoolsGold::new(*kappa, sampling)),
             Rule::Flame { lambda } => Box::new(flame::Flame::new(*lambda, sampling)),
             Rule::Mad(c) => Box::new(mad::Mad::new(c.clone(), sampling)),
+            Rule::DpFedavg(c) => Box::new(dp_fedavg::DpFedAvg::new(c.clone(), sampling)),
         }
     }
 
@@ -196,6 +201,7 @@ impl Rule {
             Rule::Foolsgold { .. } => "foolsgold",
             Rule::Flame { .. } => "flame",
             Rule::Mad(_) => "mad",
+            Rule::DpFedavg(_) => "dp_fedavg",
         }
         .into()
     }
@@ -229,6 +235,7 @@ pub mod testing {
             global,
             server_model: None,
             seed: 7,
+            clients: 10,
         }
     }
 

@@ -1,0 +1,3 @@
+//! Differential privacy: the Rényi-DP accountant of the sampled Gaussian mechanism.
+
+pub mod rdp;
