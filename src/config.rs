@@ -35,6 +35,9 @@ pub struct Experiment {
     /// A previous clean run's `summary.json` to compute CAD against instead of running one.
     #[serde(default)]
     pub baseline: Option<PathBuf>,
+    /// Test-time evasion across clients after federated training (`[evasion]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evasion: Option<crate::evasion::transfer::TransferConfig>,
     /// Grad-CAM inspection of the trained model on clean and triggered inputs (backdoor runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradcam: Option<crate::gradcam::GradCamConfig>,
@@ -373,6 +376,14 @@ impl Experiment {
             self.data.validate("data")?;
             if let Some(r) = &self.data.real {
                 r.validate("data.real")?;
+            }
+            if let Some(e) = &self.evasion {
+                if self.federation.is_none() {
+                    return Err(Error::Invalid(
+                        "`[evasion]` (attacks between clients) needs a `[federation]`".into(),
+                    ));
+                }
+                e.validate()?;
             }
             if let Some(g) = &self.gradcam {
                 g.validate()?;

@@ -168,6 +168,9 @@ pub struct FedSummary {
     /// Why the run ended early (e.g. privacy budget reached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Evasion examples crafted by each client, tried on every client (`[evasion]`), per attack.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evasion: Vec<crate::evasion::transfer::TransferReport>,
 }
 
 fn seed_all(seed: u64) {
@@ -495,17 +498,16 @@ fn federated_train_and_evaluate(
         detection: sim.detection.clone(),
         epsilon: sim.rounds.last().and_then(|r| r.epsilon),
         stopped: sim.stopped.clone(),
+        evasion: Vec::new(),
     };
     let train_size = clients.iter().map(|c| c.train.len()).sum();
     let val_size = clients.iter().map(|c| c.val.len()).sum();
-    let net = Net::new(
-        exp.model.arch,
-        ds.train.num_classes(),
-        ds.train.channels,
-        exp.data.size,
-        exp.device.device()?,
-    )?;
+    let net = setup.shared.new_net()?;
     federated::params::load(&net, &sim.final_params)?;
+    let mut summary = summary;
+    if let Some(ev) = &exp.evasion {
+        summary.evasion = evasion_between_clients(ev, &setup, &clients, &sim.final_params, label)?;
+    }
     Ok(Outcome {
         net,
         norm: setup.shared.norm.clone(),
@@ -529,6 +531,63 @@ fn federated_train_and_evaluate(
     })
 }
 
+/// The models the clients hold after training (global, one more local round, or a noisy
+/// copy) and the evasion attack between them.
+fn evasion_between_clients(
+    ev: &crate::evasion::transfer::TransferConfig,
+    setup: &federated::Setup,
+    clients: &[federated::client::Client],
+    global: &[f32],
+    label: &str,
+) -> Result<Vec<crate::evasion::transfer::TransferReport>> {
+    use crate::evasion::transfer::Holds;
+    let sh = &setup.shared;
+    let rounds = setup.fed.rounds;
+    let mut models = Vec::with_capacity(clients.len());
+    for c in clients {
+        let params = match ev.holds {
+            Holds::Global => global.to_vec(),
+            Holds::Local => sh.fit(c, global, rounds + 1)?.update.params,
+            Holds::Noisy => {
+                let mut p = global.to_vec();
+                federated::rules::vector::add_gaussian(
+                    &mut p,
+                    ev.noise_sigma,
+                    federated::client::mix(sh.seed, 0x6e6f_6973, c.id as u64),
+                );
+                p
+            }
+        };
+        let net = sh.new_net()?;
+        federated::params::load(&net, &params)?;
+        models.push(net);
+    }
+    let sets: Vec<_> = clients
+        .iter()
+        .map(|c| sh.data.train.subset(&c.val))
+        .collect();
+    let start = Instant::now();
+    let reports =
+        crate::evasion::transfer::run(&models, &sets, &sh.norm, ev, sh.seed ^ 0x6576_6173);
+    for r in &reports {
+        progress::status(format!(
+            "{label}: {} from each client: self ASR {:.2}%, other clients (AASR) {:.2}%, AETR {}, {:.1} ms per batch",
+            r.attack,
+            100.0 * r.mean_self_asr,
+            100.0 * r.mean_aasr,
+            r.mean_aetr
+                .map(|e| format!("{:.2}%", 100.0 * e))
+                .unwrap_or_else(|| "-".into()),
+            r.ms_per_batch
+        ));
+    }
+    progress::status(format!(
+        "{label}: evasion between clients in {:.1}s",
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(reports)
+}
+
 /// history.csv (epochs or rounds), clients.csv and the partition report, and the clean
 /// confusion matrix.
 fn write_outcome(dir: &Path, ds: &Dataset, out: &Outcome) -> Result<()> {
@@ -537,6 +596,9 @@ fn write_outcome(dir: &Path, ds: &Dataset, out: &Outcome) -> Result<()> {
             report::write_rows(&dir.join("history.csv"), &f.rounds)?;
             report::write_rows(&dir.join("clients.csv"), &f.clients)?;
             report::write_defense(dir, &f.rounds, &f.defense, &f.scores)?;
+            if !f.summary.evasion.is_empty() {
+                report::write_evasion(dir, &f.summary.evasion)?;
+            }
             report::write_partition(
                 dir,
                 &ds.train.classes,

@@ -340,6 +340,62 @@ pub fn defense_chart(
     root.present().map_err(err)
 }
 
+/// A matrix as a heatmap (rows: `row_labels`, columns 0..n), values in [0, 1] printed in
+/// each cell.
+pub fn heatmap(path: &Path, title: &str, row_labels: &[usize], m: &[Vec<f64>]) -> Result<()> {
+    ensure_parent(path)?;
+    let err = |e| plot_err(path, e);
+    let rows = m.len().max(1);
+    let cols = m.first().map_or(1, |r| r.len()).max(1);
+    let root = SVGBackend::new(path, ((120 + 56 * cols) as u32, (110 + 44 * rows) as u32))
+        .into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..cols as f64, 0f64..rows as f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("target client")
+        .y_desc("source client")
+        .x_labels(cols)
+        .y_labels(rows)
+        .x_label_formatter(&|x| format!("{}", x.floor() as usize))
+        .y_label_formatter(&|y| {
+            let i = y.floor() as usize;
+            row_labels
+                .get(rows.saturating_sub(1 + i))
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+        })
+        .draw()
+        .map_err(err)?;
+    for (r, row) in m.iter().enumerate() {
+        let y = (rows - 1 - r) as f64;
+        for (c, &v) in row.iter().enumerate() {
+            let shade = RGBColor(255, (255.0 * (1.0 - v)) as u8, (255.0 * (1.0 - v)) as u8);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(c as f64, y), (c as f64 + 1.0, y + 1.0)],
+                    shade.filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{:.0}", 100.0 * v),
+                    (c as f64 + 0.3, y + 0.6),
+                    ("sans-serif", 12),
+                )))
+                .map_err(err)?;
+        }
+    }
+    root.present().map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,6 +189,48 @@ pub fn write_defense(
     crate::figures::defense_chart(&dir.join("defense.svg"), &loss, &exclusions, &trust)
 }
 
+/// `evasion.csv` (per attack, source and target client: ASR and error transfer rate) and one
+/// ASR heatmap per attack, `evasion_<k>.svg`.
+pub fn write_evasion(
+    dir: &Path,
+    reports: &[crate::evasion::transfer::TransferReport],
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        attack: &'a str,
+        source: usize,
+        target: usize,
+        asr: f64,
+        error_transfer_rate: Option<f64>,
+        target_clean_accuracy: f64,
+    }
+    let mut rows = Vec::new();
+    for r in reports {
+        for (i, &s) in r.sources.iter().enumerate() {
+            for (t, &a) in r.asr[i].iter().enumerate() {
+                rows.push(Row {
+                    attack: &r.attack,
+                    source: s,
+                    target: t,
+                    asr: a,
+                    error_transfer_rate: r.etr[i][t],
+                    target_clean_accuracy: r.clean_accuracy[t],
+                });
+            }
+        }
+    }
+    write_rows(&dir.join("evasion.csv"), &rows)?;
+    for (k, r) in reports.iter().enumerate() {
+        crate::figures::heatmap(
+            &dir.join(format!("evasion_{k}.svg")),
+            &format!("{}: ASR % (changed predictions), source → target", r.attack),
+            &r.sources,
+            &r.asr,
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,6 +217,37 @@ fn privacy_budget_stops_the_run() {
 }
 
 #[test]
+fn evasion_between_clients_is_a_matrix() {
+    let dir = tmp("evasion");
+    let cfg = write(
+        &dir,
+        "ev.toml",
+        &format!(
+            "{TINY}[federation]\nclients = 3\nrounds = 1\n[evasion]\nsamples = 8\nholds = \"noisy\"\n\
+             noise_sigma = 0.01\n[[evasion.attacks]]\nkind = \"fgsm\"\neps = 0.05\n\
+             [[evasion.attacks]]\nkind = \"pgd\"\neps = 0.05\nalpha = 0.01\nsteps = 5\n"
+        ),
+    );
+    let out = dir.join("out");
+    let s = run_tiny(&cfg, &out);
+    let ev = s["federation"]["evasion"].as_array().unwrap();
+    assert_eq!(ev.len(), 2);
+    for r in ev {
+        let asr = r["asr"].as_array().unwrap();
+        assert_eq!(asr.len(), 3);
+        assert!(asr.iter().all(|row| row.as_array().unwrap().len() == 3));
+        let self_asr = r["self_asr"].as_array().unwrap();
+        for (i, row) in asr.iter().enumerate() {
+            assert_eq!(row[i], self_asr[i]);
+        }
+    }
+    let csv = std::fs::read_to_string(out.join("run/evasion.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 9);
+    assert!(out.join("run/evasion_1.svg").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn gradcam_inspection_writes_overlays_and_scores() {
     let dir = tmp("gradcam");
     let cfg = write(&dir, "g.toml", &format!("{TINY}[gradcam]\noverlays = 2\n"));

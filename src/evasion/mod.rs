@@ -6,6 +6,7 @@
 pub mod bim;
 pub mod fgsm;
 pub mod pgd;
+pub mod transfer;
 
 use crate::models::Net;
 use crate::train::normalize::Normalizer;
