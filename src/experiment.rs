@@ -408,6 +408,7 @@ fn federated_train_and_evaluate(
             proximal_mu: strategy.proximal_mu(),
             seed: exp.seed,
             threads: fed.threads_per_client,
+            adversarial: fed.adversarial_training.as_ref(),
         },
         strategy,
         initial,
@@ -543,6 +544,31 @@ fn evasion_between_clients(
     use crate::evasion::transfer::Holds;
     let sh = &setup.shared;
     let rounds = setup.fed.rounds;
+    let adapted;
+    let global = match &ev.adapt {
+        Some(a) => {
+            let net = sh.new_net()?;
+            federated::params::load(&net, global)?;
+            let start = Instant::now();
+            crate::evasion::adaptation::adapt(
+                &net,
+                &sh.data.train,
+                &sh.norm,
+                a,
+                sh.train,
+                federated::client::mix(sh.seed, 0x6164_6170, 0),
+            )?;
+            progress::status(format!(
+                "{label}: server adapted the global model on {:.0}% of the training images + {} examples in {:.1}s",
+                100.0 * a.fraction,
+                a.attack.attack().name(),
+                start.elapsed().as_secs_f64()
+            ));
+            adapted = federated::params::flatten(&net);
+            adapted.as_slice()
+        }
+        None => global,
+    };
     let mut models = Vec::with_capacity(clients.len());
     for c in clients {
         let params = match ev.holds {

@@ -3,6 +3,7 @@
 //! clean image and to the valid pixel range, while the model sees normalized inputs.
 //! FGSM is one step of size ε; BIM iterates steps of α; PGD adds a uniform random start.
 
+pub mod adaptation;
 pub mod bim;
 pub mod fgsm;
 pub mod pgd;

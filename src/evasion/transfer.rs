@@ -43,6 +43,9 @@ pub struct TransferConfig {
     /// Attacking clients (empty: every client in turn).
     #[serde(default)]
     pub sources: Vec<usize>,
+    /// Server-side adversarial adaptation of the global model before it is sent out (Fed-Safe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt: Option<super::adaptation::Adaptation>,
 }
 
 fn hundred() -> usize {
@@ -71,6 +74,9 @@ impl TransferConfig {
                     "attacks[{i}]`: `alpha` must be > 0 and `steps` ≥ 1, got {alpha} and {steps}"
                 ));
             }
+        }
+        if let Some(a) = &self.adapt {
+            a.validate()?;
         }
         if self.samples == 0 {
             return bad("samples` must be at least 1".into());

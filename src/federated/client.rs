@@ -39,6 +39,8 @@ pub struct Shared<'a> {
     /// libtorch threads inside one client's training (fixed, so results do not depend on how
     /// many clients train at once).
     pub threads: usize,
+    /// Adversarial training: the attack whose examples are added to local training.
+    pub adversarial: Option<&'a crate::evasion::EvasionConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +94,15 @@ impl Shared<'_> {
         let net = self.new_net()?;
         params::load(&net, global)?;
         net.apply_fine_tune(self.fine_tune)?;
-        let (set, _) = self.local_train(c)?;
+        let (mut set, _) = self.local_train(c)?;
+        if let Some(a) = self.adversarial {
+            // Crafted on the received model, before this round's updates.
+            let seed = mix(self.seed, round as u64, 0x6164_7600 ^ c.id as u64);
+            let adv = crate::evasion::adaptation::adversarial_set(&net, &set, &self.norm, a, seed);
+            for i in 0..adv.len() {
+                set.push(adv.image(i), adv.labels[i], String::new());
+            }
+        }
         let prox = (self.proximal_mu > 0.0).then(|| Proximal::anchored_at(&net, self.proximal_mu));
         let hist = train::fit(
             &net,

@@ -62,6 +62,10 @@ pub struct FederationConfig {
     /// libtorch threads inside one client's training.
     #[serde(default = "one")]
     pub threads_per_client: usize,
+    /// Adversarial training: each client adds adversarial copies of its training images, crafted
+    /// on the model it received, to every round's local training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adversarial_training: Option<crate::evasion::EvasionConfig>,
 }
 
 fn default_client_val() -> f64 {
@@ -728,6 +732,7 @@ mod tests {
                 proximal_mu: 0.0,
                 seed: 5,
                 threads: 1,
+                adversarial: None,
             },
             initial,
             probe: attack.as_backdoor(),
@@ -821,6 +826,7 @@ mod tests {
             proximal_mu: 0.0,
             seed: 5,
             threads: 1,
+            adversarial: None,
         };
         for c in &clients {
             let (set, report) = shared.local_train(c).unwrap();

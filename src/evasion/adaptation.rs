@@ -1,0 +1,146 @@
+//! Server-side adversarial adaptation (Fed-Safe's first step): the server crafts adversarial
+//! examples on the global model from a share of the training images it holds, and fine-tunes
+//! the global model on clean ∪ adversarial before sending it out (each client then receives
+//! its own noisy copy: `holds = "noisy"`).
+
+use super::{EvasionConfig, logits_of};
+use crate::config::TrainConfig;
+use crate::data::ImageSet;
+use crate::data::augment::AugmentConfig;
+use crate::error::Result;
+use crate::models::Net;
+use crate::train::{self, normalize::Normalizer};
+use rand::{SeedableRng, rngs::StdRng, seq::index};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Adaptation {
+    pub attack: EvasionConfig,
+    /// Share of the training images the server uses (the paper sweeps 10–100%).
+    #[serde(default = "one")]
+    pub fraction: f64,
+    #[serde(default = "one_epoch")]
+    pub epochs: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn one_epoch() -> usize {
+    1
+}
+
+impl Adaptation {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) || self.epochs == 0 {
+            return Err(crate::error::Error::Invalid(format!(
+                "`evasion.adapt`: `fraction` must be within (0, 1] and `epochs` ≥ 1, got {} and {}",
+                self.fraction, self.epochs
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Adversarial copies of `set`, crafted on `net` in batches of 64.
+pub fn adversarial_set(
+    net: &Net,
+    set: &ImageSet,
+    norm: &Normalizer,
+    attack: &EvasionConfig,
+    seed: u64,
+) -> ImageSet {
+    let model = logits_of(net, norm, set.channels);
+    let mut out = set.clone();
+    let per = set.image_len();
+    for start in (0..set.len()).step_by(64) {
+        let end = (start + 64).min(set.len());
+        let x = Tensor::from_slice(&set.pixels[start * per..end * per]).view([
+            (end - start) as i64,
+            set.channels as i64,
+            set.height as i64,
+            set.width as i64,
+        ]);
+        let y = Tensor::from_slice(&set.labels[start..end]);
+        let adv = attack
+            .attack()
+            .generate(&*model, &x, &y, seed ^ start as u64);
+        let v = Vec::<f32>::try_from(adv.reshape([-1])).expect("float pixels");
+        out.pixels[start * per..end * per].copy_from_slice(&v);
+    }
+    out
+}
+
+/// Fine-tunes `net` on a `fraction` of `train` and its adversarial copies.
+pub fn adapt(
+    net: &Net,
+    train_set: &ImageSet,
+    norm: &Normalizer,
+    cfg: &Adaptation,
+    train_cfg: &TrainConfig,
+    seed: u64,
+) -> Result<()> {
+    let k = ((cfg.fraction * train_set.len() as f64).round() as usize).clamp(1, train_set.len());
+    let mut idx = index::sample(&mut StdRng::seed_from_u64(seed), train_set.len(), k).into_vec();
+    idx.sort_unstable();
+    let clean = train_set.subset(&idx);
+    let adv = adversarial_set(net, &clean, norm, &cfg.attack, seed);
+    let mut both = clean;
+    for i in 0..adv.len() {
+        both.push(
+            adv.image(i),
+            adv.labels[i],
+            format!("adv-{}", adv.sources[i]),
+        );
+    }
+    let tc = TrainConfig {
+        epochs: cfg.epochs,
+        ..train_cfg.clone()
+    };
+    train::fit(
+        net,
+        &both,
+        None,
+        norm,
+        &tc,
+        &AugmentConfig::default(),
+        seed,
+        None,
+        &mut |_, _| {},
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic::{PhantomConfig, generate};
+    use crate::evasion::fgsm::Fgsm;
+    use crate::models::Arch;
+
+    #[test]
+    fn adversarial_copies_stay_in_the_ball() {
+        let data = generate(&PhantomConfig {
+            size: 28,
+            train_per_class: 20,
+            test_per_class: 1,
+            ..Default::default()
+        });
+        let net = Net::new(Arch::SmallCnn, 4, 1, 28, tch::Device::Cpu).unwrap();
+        let attack = EvasionConfig::Fgsm(Fgsm {
+            eps: 0.05,
+            target: None,
+        });
+        let adv = adversarial_set(&net, &data.train, &Normalizer::identity(), &attack, 1);
+        assert_eq!(adv.labels, data.train.labels);
+        let max = adv
+            .pixels
+            .iter()
+            .zip(&data.train.pixels)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max <= 0.05 + 1e-6 && max > 0.0, "{max}");
+    }
+}
