@@ -576,10 +576,13 @@ fn evasion_between_clients(
             Holds::Local => sh.fit(c, global, rounds + 1)?.update.params,
             Holds::Noisy => {
                 let mut p = global.to_vec();
-                federated::rules::vector::add_gaussian(
+                // Weights and biases only: noise on running variances breaks batch norm.
+                let trainable = federated::params::trainable_ranges(&sh.new_net()?);
+                federated::rules::vector::add_gaussian_to(
                     &mut p,
                     ev.noise_sigma,
                     federated::client::mix(sh.seed, 0x6e6f_6973, c.id as u64),
+                    Some(&trainable),
                 );
                 p
             }

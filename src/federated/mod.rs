@@ -364,6 +364,7 @@ pub fn simulate(
         Some(b) => Some(b.target_id(&data.test.classes)?),
         None => None,
     };
+    let trainable = params::trainable_ranges(&server);
     let mut global = setup.initial.clone();
     let mut rounds = Vec::with_capacity(fed.rounds);
     let mut client_log = Vec::new();
@@ -415,6 +416,7 @@ pub fn simulate(
             server_model: server_model.as_deref(),
             seed: mix(sh.seed, round as u64, 0x6167_6772),
             clients: clients.len(),
+            trainable: Some(&trainable),
         };
         let mut agg = strategy.begin(ctx);
         let round_start = client_log.len();

@@ -13,6 +13,25 @@ pub fn names(net: &Net) -> Vec<String> {
     n
 }
 
+/// Positions of the trainable values (weights and biases, not batch-norm statistics) in the
+/// flat vector: where noise may go without corrupting running variances.
+pub fn trainable_ranges(net: &Net) -> Vec<std::ops::Range<usize>> {
+    let vars = net.vs.variables();
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut off = 0;
+    for n in names(net) {
+        let len = vars[&n].numel();
+        if !crate::models::is_buffer(&n) {
+            match out.last_mut() {
+                Some(r) if r.end == off => r.end = off + len,
+                _ => out.push(off..off + len),
+            }
+        }
+        off += len;
+    }
+    out
+}
+
 pub fn flatten(net: &Net) -> Vec<f32> {
     let vars = net.vs.variables();
     let parts: Vec<Tensor> = names(net)
@@ -55,6 +74,16 @@ pub fn load(net: &Net, flat: &[f32]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::models::Arch;
+
+    #[test]
+    fn trainable_ranges_skip_batch_norm_statistics() {
+        let net = Net::new(Arch::MobileNetV2, 4, 3, 32, Device::Cpu).unwrap();
+        let r = trainable_ranges(&net);
+        let covered: usize = r.iter().map(|r| r.len()).sum();
+        assert_eq!(covered as i64, net.num_parameters());
+        assert!(covered < flatten(&net).len());
+        assert!(r.windows(2).all(|w| w[0].end < w[1].start));
+    }
 
     #[test]
     fn flatten_and_load_round_trip() {

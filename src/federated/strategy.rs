@@ -30,6 +30,9 @@ pub struct RoundContext<'a> {
     pub seed: u64,
     /// Clients in the federation (the sampling rate's denominator for privacy accounting).
     pub clients: usize,
+    /// Where the trainable values lie in the flat vector; rules that add noise add it only
+    /// there (noise on batch-norm running variances can make them negative). `None`: everywhere.
+    pub trainable: Option<&'a [std::ops::Range<usize>]>,
 }
 
 /// Why a client's update did not count fully this round.

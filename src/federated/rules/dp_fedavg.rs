@@ -118,14 +118,19 @@ impl RobustRule for DpFedAvg {
             }
             if self.cfg.noise_at == NoiseAt::Clients {
                 let sigma = z * c / (m as f64).sqrt();
-                vector::add_gaussian(d, sigma, ctx.seed ^ (i as u64 + 1).wrapping_mul(0x9E37));
+                vector::add_gaussian_to(
+                    d,
+                    sigma,
+                    ctx.seed ^ (i as u64 + 1).wrapping_mul(0x9E37),
+                    ctx.trainable,
+                );
             }
         }
         // Fixed denominator m (not the example counts), as the privacy analysis requires.
         let mut params = vector::step(ctx.global, &ds, &vec![1.0; m]);
         if self.cfg.noise_at == NoiseAt::Server {
             let mut noise = vec![0.0f32; params.len()];
-            vector::add_gaussian(&mut noise, z * c / m as f64, ctx.seed);
+            vector::add_gaussian_to(&mut noise, z * c / m as f64, ctx.seed, ctx.trainable);
             params.iter_mut().zip(&noise).for_each(|(p, n)| *p += n);
         }
         self.accountant.lock().expect("accountant lock").step(

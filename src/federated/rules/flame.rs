@@ -109,7 +109,7 @@ impl RobustRule for Flame {
         let picked: Vec<&[f32]> = admitted.iter().map(|&i| ds[i].as_slice()).collect();
         let params = match vector::weighted_mean(&picked, &vec![1.0; picked.len()]) {
             Some(mut step) => {
-                vector::add_gaussian(&mut step, self.lambda * s, ctx.seed);
+                vector::add_gaussian_to(&mut step, self.lambda * s, ctx.seed, ctx.trainable);
                 vector::apply(ctx.global, &step)
             }
             None => ctx.global.to_vec(),

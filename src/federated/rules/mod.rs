@@ -236,6 +236,7 @@ pub mod testing {
             server_model: None,
             seed: 7,
             clients: 10,
+            trainable: None,
         }
     }
 

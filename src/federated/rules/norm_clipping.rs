@@ -62,7 +62,7 @@ impl RobustRule for NormClipping {
         let w: Vec<f64> = updates.iter().map(|u| u.num_examples as f64).collect();
         let mut mean =
             vector::weighted_mean(&refs, &w).unwrap_or_else(|| vec![0.0; ctx.global.len()]);
-        vector::add_gaussian(&mut mean, self.noise_sigma, ctx.seed);
+        vector::add_gaussian_to(&mut mean, self.noise_sigma, ctx.seed, ctx.trainable);
         Ok(Aggregate::flagged(vector::apply(ctx.global, &mean), flags))
     }
 }

@@ -89,6 +89,27 @@ pub fn clip(v: &mut [f32], max: f64) -> f64 {
     s
 }
 
+/// Adds N(0, σ²) to the values inside `ranges` (all values when `None`), seeded.
+pub fn add_gaussian_to(
+    v: &mut [f32],
+    sigma: f64,
+    seed: u64,
+    ranges: Option<&[std::ops::Range<usize>]>,
+) {
+    match ranges {
+        None => add_gaussian(v, sigma, seed),
+        Some(rs) => {
+            for (k, r) in rs.iter().enumerate() {
+                add_gaussian(
+                    &mut v[r.clone()],
+                    sigma,
+                    seed ^ (k as u64).wrapping_mul(0x9E37_79B9),
+                );
+            }
+        }
+    }
+}
+
 /// Adds N(0, σ²) to every value, seeded.
 pub fn add_gaussian(v: &mut [f32], sigma: f64, seed: u64) {
     if sigma <= 0.0 {
