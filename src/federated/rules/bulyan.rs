@@ -2,7 +2,7 @@
 //! Krum repeatedly (each winner removed from the pool); then, per coordinate, the β = θ − 2f
 //! selected values closest to their median are averaged. Requires n ≥ 4f + 3.
 
-use super::krum::{best, scores};
+use super::krum::{best, scores_with};
 use super::{require, vector};
 use crate::error::Result;
 use crate::federated::strategy::{
@@ -31,13 +31,17 @@ impl Bulyan {
     }
 }
 
-/// Indices chosen by θ successive Krum selections.
+/// Indices chosen by θ successive Krum selections. Every selection scores with the
+/// n − f − 2 neighbours of the full round (fewer only when the pool has fewer): with the pool's
+/// own n' − f − 2, the last picks (pool 2f + 1) would score every candidate 0 and take the
+/// first one, Byzantine or not.
 fn select(vs: &[&[f32]], f: usize, theta: usize) -> Vec<usize> {
+    let k = vs.len().saturating_sub(f + 2);
     let mut pool: Vec<usize> = (0..vs.len()).collect();
     let mut chosen = Vec::with_capacity(theta);
     while chosen.len() < theta {
         let sub: Vec<&[f32]> = pool.iter().map(|&i| vs[i]).collect();
-        let w = best(&scores(&sub, f), 1)[0];
+        let w = best(&scores_with(&sub, k.min(sub.len() - 1)), 1)[0];
         chosen.push(pool.remove(w));
     }
     chosen
@@ -102,11 +106,12 @@ mod tests {
         // n = 7, f = 1: θ = 5 Krum selections, β = 3 values nearest the median per coordinate.
         let v: [&[f32]; 7] = [&[0.0], &[1.0], &[2.0], &[3.0], &[4.0], &[5.0], &[1000.0]];
         let out = run(&Bulyan::new(1, Sampling::default()), &[0.0], updates(&v));
-        // Krum over the shrinking pool picks 2, 3, 1, 4, then 0 (ties go to the earlier
-        // position): {0,1,2,3,4} → median 2 → mean(1,2,3) = 2; clients 5 and 6 are left out.
-        assert_eq!(out.params, vec![2.0]);
+        // Krum (k = 4 neighbours) over the shrinking pool picks 2, 3, 5, 4, then 1 (once the
+        // outlier is among everyone's 4 nearest, the points farthest from it win):
+        // {1,2,3,4,5} → median 3 → mean(2,3,4) = 3; clients 0 and 6 are left out.
+        assert_eq!(out.params, vec![3.0]);
         let dropped: Vec<usize> = out.flags.iter().map(|f| f.client).collect();
-        assert_eq!(dropped, vec![5, 6]);
+        assert_eq!(dropped, vec![0, 6]);
     }
 
     #[test]

@@ -21,9 +21,13 @@ pub fn precondition(n: usize, f: usize) -> Result<()> {
 
 /// Krum scores of `vectors` tolerating `f` Byzantine ones.
 pub fn scores(vectors: &[&[f32]], f: usize) -> Vec<f64> {
+    scores_with(vectors, vectors.len().saturating_sub(f + 2))
+}
+
+/// Sum of squared distances to the `k` nearest other vectors (at most all of them).
+pub fn scores_with(vectors: &[&[f32]], k: usize) -> Vec<f64> {
     let n = vectors.len();
     let d = vector::sq_distances(vectors);
-    let k = n.saturating_sub(f + 2);
     (0..n)
         .map(|i| {
             let mut row: Vec<f64> = (0..n).filter(|&j| j != i).map(|j| d[i][j]).collect();
