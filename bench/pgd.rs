@@ -6,16 +6,14 @@
 use fedsentry::evasion::{Evasion, logits_of, pgd::Pgd};
 use fedsentry::models::{Arch, Net};
 use fedsentry::train::normalize::Normalizer;
-use std::process::Command;
+#[path = "common.rs"]
+mod common;
+
+use common::{median, run_python};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 const INNER: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn ours(steps: usize) -> f64 {
     tch::manual_seed(0);
@@ -42,26 +40,10 @@ fn ours(steps: usize) -> f64 {
 }
 
 fn pytorch(steps: usize) -> f64 {
-    let python = std::env::var("VIRTUAL_ENV")
-        .map(|v| format!("{v}/bin/python"))
-        .unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_pgd.py");
-    let out = Command::new(&python)
-        .args([
-            script,
-            "--steps",
-            &steps.to_string(),
-            "--reps",
-            &INNER.to_string(),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = run_python(
+        "torch_pgd.py",
+        &["--steps", &steps.to_string(), "--reps", &INNER.to_string()],
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON line");
     v["ms_per_batch"].as_f64().unwrap()
 }
 

@@ -9,7 +9,10 @@ use fedsentry::data::ImageSet;
 use fedsentry::data::augment::AugmentConfig;
 use fedsentry::models::{Arch, Net};
 use fedsentry::train::{fit, normalize::Normalizer};
-use std::process::Command;
+#[path = "common.rs"]
+mod common;
+
+use common::{median, run_python};
 use std::time::Instant;
 
 fn env_or(name: &str, default: &str) -> String {
@@ -70,13 +73,9 @@ fn ours(arch: Arch, size: usize, images: usize) -> f64 {
 const EPOCHS: u64 = 3;
 
 fn pytorch(model: &str, size: usize, images: usize) -> f64 {
-    let python = std::env::var("VIRTUAL_ENV")
-        .map(|v| format!("{v}/bin/python"))
-        .unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_train_step.py");
-    let out = Command::new(&python)
-        .args([
-            script,
+    let v = run_python(
+        "torch_train_step.py",
+        &[
             "--model",
             model,
             "--size",
@@ -85,22 +84,9 @@ fn pytorch(model: &str, size: usize, images: usize) -> f64 {
             &images.to_string(),
             "--epochs",
             &EPOCHS.to_string(),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("JSON line from the PyTorch script");
     v["images_per_s"].as_f64().unwrap()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

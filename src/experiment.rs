@@ -482,7 +482,7 @@ fn federated_train_and_evaluate(
         total.indices.sort_unstable();
         total
     });
-    let summary = FedSummary {
+    let mut summary = FedSummary {
         strategy: sim.strategy.clone(),
         partition: fed.partition.label(),
         clients: fed.clients,
@@ -505,7 +505,6 @@ fn federated_train_and_evaluate(
     let val_size = clients.iter().map(|c| c.val.len()).sum();
     let net = setup.shared.new_net()?;
     federated::params::load(&net, &sim.final_params)?;
-    let mut summary = summary;
     if let Some(ev) = &exp.evasion {
         summary.evasion = evasion_between_clients(ev, &setup, &clients, &sim.final_params, label)?;
     }
@@ -569,6 +568,8 @@ fn evasion_between_clients(
         }
         None => global,
     };
+    // Noisy copies: weights and biases only (noise on running variances breaks batch norm).
+    let trainable = federated::params::trainable_ranges(&sh.new_net()?);
     let mut models = Vec::with_capacity(clients.len());
     for c in clients {
         let params = match ev.holds {
@@ -576,8 +577,6 @@ fn evasion_between_clients(
             Holds::Local => sh.fit(c, global, rounds + 1)?.update.params,
             Holds::Noisy => {
                 let mut p = global.to_vec();
-                // Weights and biases only: noise on running variances breaks batch norm.
-                let trainable = federated::params::trainable_ranges(&sh.new_net()?);
                 federated::rules::vector::add_gaussian_to(
                     &mut p,
                     ev.noise_sigma,

@@ -80,7 +80,7 @@ impl RobustRule for Flame {
         let mut ds = vector::deltas(&updates, ctx.global);
         let refs: Vec<&[f32]> = ds.iter().map(|d| d.as_slice()).collect();
         let admitted = majority_cluster(&refs)?;
-        let mut norms: Vec<f64> = ds.iter().map(|d| vector::norm(d)).collect();
+        let norms: Vec<f64> = ds.iter().map(|d| vector::norm(d)).collect();
         let mut flags: Vec<Flag> = (0..n)
             .filter(|i| !admitted.contains(i))
             .map(|i| Flag::excluded(updates[i].client, "outside FLAME's majority cluster"))
@@ -102,7 +102,6 @@ impl RobustRule for Flame {
                     s / norms[i],
                     format!("update norm {:.4} clipped to the median {s:.4}", norms[i]),
                 ));
-                norms[i] = s;
             }
         }
         flags.sort_by_key(|f| f.client);
