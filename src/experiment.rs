@@ -215,7 +215,7 @@ pub fn pretrain(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    net.vs.save(path)?;
+    net.save(path)?;
     progress::status(format!(
         "{label}: test accuracy {:.2}% on the trusted data after {} epochs → {}",
         100.0 * acc,
