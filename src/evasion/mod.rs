@@ -71,8 +71,9 @@ pub fn iterate(model: &Logits, x: &Tensor, y: &Tensor, s: &Steps, start: Tensor)
     let goal = goal(y, s.target);
     // Untargeted: climb the loss of the true label; targeted: descend the target's loss.
     let dir = if s.target.is_some() { -1.0 } else { 1.0 };
-    let (eps, alpha) = (s.eps, s.alpha);
     let x = x.detach();
+    // The box every step is clamped to: the ε-ball around `x` within [0, 1], built once.
+    let (lo, hi) = bounds(&x, s.eps);
     let mut adv = start.detach();
     for _ in 0..s.steps {
         let a = adv.detach().set_requires_grad(true);
@@ -80,16 +81,19 @@ pub fn iterate(model: &Logits, x: &Tensor, y: &Tensor, s: &Steps, start: Tensor)
         let g = Tensor::run_backward(&[loss], &[&a], false, false)
             .pop()
             .expect("one gradient");
-        let stepped = a.detach() + g.sign() * (dir * alpha);
-        adv = project(&stepped, &x, eps);
+        let stepped = a.detach() + g.sign() * (dir * s.alpha);
+        adv = stepped.clamp_tensor(Some(&lo), Some(&hi));
     }
     adv
 }
 
+fn bounds(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
+    ((x - eps).clamp_min(0.0), (x + eps).clamp_max(1.0))
+}
+
 /// Clamp to the ε-ball around `x` and to [0, 1].
 pub fn project(adv: &Tensor, x: &Tensor, eps: f64) -> Tensor {
-    let lo = (x - eps).clamp_min(0.0);
-    let hi = (x + eps).clamp_max(1.0);
+    let (lo, hi) = bounds(x, eps);
     adv.clamp_tensor(Some(&lo), Some(&hi))
 }
 
