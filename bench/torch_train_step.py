@@ -46,9 +46,27 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
+def vgg16(classes):
+    # torchvision.models.vgg16's structure (configuration D, adaptive 7x7 pooling, dropout 0.5).
+    feats, cin = [], 3
+    for v in [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0]:
+        if v == 0:
+            feats.append(nn.MaxPool2d(2))
+        else:
+            feats += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+            cin = v
+    return nn.Sequential(*feats, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+                         nn.Linear(512 * 49, 4096), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, classes))
+
+
+MODELS = {"small_cnn": lambda size: small_cnn(1, 4, size), "mobilenet_v2": lambda size: MobileNetV2(4),
+          "vgg16": lambda size: vgg16(4)}
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, choices=["small_cnn", "mobilenet_v2"])
+    ap.add_argument("--model", required=True, choices=sorted(MODELS))
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=32)
@@ -59,7 +77,7 @@ def main():
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cin = 1 if a.model == "small_cnn" else 3
-    net = small_cnn(cin, 4, a.size) if a.model == "small_cnn" else MobileNetV2(4)
+    net = MODELS[a.model](a.size)
     x = torch.rand(a.images, cin, a.size, a.size)
     y = torch.randint(0, 4, (a.images,))
     opt = torch.optim.Adam(net.parameters(), 1e-3)

@@ -2,7 +2,7 @@
 //! PyTorch from the same virtualenv. Runs alternate (fedsentry, PyTorch); each run times several
 //! epochs and the medians are compared, which keeps a noisy shared machine from deciding the ratio.
 //!
-//! Run: ./scripts/bench train_step   [env: BENCH_REPS=3, BENCH_IMAGES=1024, BENCH_MODELS=small_cnn,mobilenet_v2]
+//! Run: ./scripts/bench train_step   [env: BENCH_REPS=3, BENCH_IMAGES=1024, BENCH_MODELS=small_cnn,mobilenet_v2,vgg16]
 
 use fedsentry::config::{OptimizerKind, TrainConfig};
 use fedsentry::data::ImageSet;
@@ -91,22 +91,30 @@ fn pytorch(model: &str, size: usize, images: usize) -> f64 {
 
 fn main() {
     let reps: usize = env_or("BENCH_REPS", "3").parse().unwrap();
-    let images: usize = env_or("BENCH_IMAGES", "1024").parse().unwrap();
+    // VGG-16 trains at a few images per second on a CPU: a smaller epoch keeps its row minutes long.
+    let images_for = |model: &str| -> usize {
+        let default = if model == "vgg16" { "128" } else { "1024" };
+        env_or("BENCH_IMAGES", default).parse().unwrap()
+    };
     let size = 64;
     println!(
-        "training throughput, {size}x{size} px, batch 32, Adam, {images} images/epoch, median of {reps} runs × {EPOCHS} epochs, libtorch threads {}",
+        "training throughput, {size}x{size} px, batch 32, Adam, {} images/epoch (VGG-16: {}), median of {reps} runs × {EPOCHS} epochs, libtorch threads {}",
+        images_for("small_cnn"),
+        images_for("vgg16"),
         tch::get_num_threads()
     );
     println!(
         "{:<14} {:>16} {:>16} {:>22}",
         "model", "fedsentry img/s", "PyTorch img/s", "time ratio (ours/torch)"
     );
-    for model in env_or("BENCH_MODELS", "small_cnn,mobilenet_v2").split(',') {
+    for model in env_or("BENCH_MODELS", "small_cnn,mobilenet_v2,vgg16").split(',') {
         let arch = match model {
             "small_cnn" => Arch::SmallCnn,
             "mobilenet_v2" => Arch::MobileNetV2,
+            "vgg16" => Arch::Vgg16,
             other => panic!("unknown model {other}"),
         };
+        let images = images_for(model);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..reps {
             a.push(ours(arch, size, images));
