@@ -412,6 +412,7 @@ pub fn simulate(
         };
         let ctx = RoundContext {
             round,
+            rounds: fed.rounds,
             global: &global,
             server_model: server_model.as_deref(),
             seed: mix(sh.seed, round as u64, 0x6167_6772),

@@ -23,6 +23,8 @@ pub struct ClientUpdate {
 #[derive(Debug, Clone, Copy)]
 pub struct RoundContext<'a> {
     pub round: usize,
+    /// Rounds the run is configured for (noise calibrated to a whole training needs it).
+    pub rounds: usize,
     pub global: &'a [f32],
     /// The server's own model trained on its root dataset this round (FLTrust).
     pub server_model: Option<&'a [f32]>,

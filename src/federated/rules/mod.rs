@@ -18,6 +18,7 @@ pub mod krum;
 pub mod mad;
 pub mod median;
 pub mod multi_krum;
+pub mod nbafl;
 pub mod norm_clipping;
 pub mod trimmed_mean;
 pub mod vector;
@@ -82,6 +83,8 @@ pub enum Rule {
     Mad(mad::MadConfig),
     /// Client-level DP-FedAvg (McMahan et al. 2018) with a Rényi-DP accountant.
     DpFedavg(dp_fedavg::DpConfig),
+    /// NbAFL (Wei et al. 2020): uplink and downlink noise calibrated to a target (ε, δ).
+    Nbafl(nbafl::NbaflConfig),
 }
 
 fn yes() -> bool {
@@ -155,6 +158,7 @@ impl Rule {
             Rule::Flame { lambda } => finite(*lambda, "lambda"),
             Rule::Mad(c) => c.validate(),
             Rule::DpFedavg(c) => c.validate(),
+            Rule::Nbafl(c) => c.validate(),
         }
     }
 
@@ -183,6 +187,7 @@ impl Rule {
             Rule::Flame { lambda } => Box::new(flame::Flame::new(*lambda, sampling)),
             Rule::Mad(c) => Box::new(mad::Mad::new(c.clone(), sampling)),
             Rule::DpFedavg(c) => Box::new(dp_fedavg::DpFedAvg::new(c.clone(), sampling)),
+            Rule::Nbafl(c) => Box::new(nbafl::Nbafl::new(c.clone(), sampling)),
         }
     }
 
@@ -202,6 +207,7 @@ impl Rule {
             Rule::Flame { .. } => "flame",
             Rule::Mad(_) => "mad",
             Rule::DpFedavg(_) => "dp_fedavg",
+            Rule::Nbafl(_) => "nbafl",
         }
         .into()
     }
@@ -232,6 +238,7 @@ pub mod testing {
     pub fn ctx(global: &[f32]) -> RoundContext<'_> {
         RoundContext {
             round: 1,
+            rounds: 1,
             global,
             server_model: None,
             seed: 7,
