@@ -307,7 +307,8 @@ fn initial_net(exp: &Experiment, ds: &Dataset, backbone: Option<&Path>) -> Resul
     )?;
     if let Some(path) = backbone {
         // Load into a model of the backbone's own head size, then copy only the features.
-        let classes = head_classes(&safetensor_names(path)?).unwrap_or(ds.train.num_classes());
+        let classes = head_classes(&safetensor_names(path)?, exp.model.arch.head_prefix())
+            .unwrap_or(ds.train.num_classes());
         let mut donor = Net::new(
             exp.model.arch,
             classes,
@@ -319,7 +320,7 @@ fn initial_net(exp: &Experiment, ds: &Dataset, backbone: Option<&Path>) -> Resul
             .vs
             .load(path)
             .map_err(|e| Error::data(path, format!("cannot load backbone weights: {e}")))?;
-        net.copy_from(&donor, "features.")?;
+        net.copy_backbone_from(&donor)?;
     }
     let frozen_fraction = net.apply_fine_tune(exp.model.fine_tune()?)?;
     Ok((net, frozen_fraction))
@@ -649,11 +650,11 @@ fn safetensor_names(path: &Path) -> Result<Vec<(String, Vec<i64>)>> {
     Ok(tensors.into_iter().map(|(n, t)| (n, t.size())).collect())
 }
 
-/// Number of classes of a saved model: rows of its last classifier weight.
-fn head_classes(names: &[(String, Vec<i64>)]) -> Option<usize> {
+/// Number of classes of a saved model: rows of its last head weight.
+fn head_classes(names: &[(String, Vec<i64>)], head: &str) -> Option<usize> {
     names
         .iter()
-        .filter(|(n, s)| n.starts_with("classifier.") && n.ends_with(".weight") && s.len() == 2)
+        .filter(|(n, s)| n.starts_with(head) && n.ends_with(".weight") && s.len() == 2)
         .max_by(|a, b| crate::models::layer_order(&a.0).cmp(&crate::models::layer_order(&b.0)))
         .map(|(_, s)| s[0] as usize)
 }

@@ -66,10 +66,22 @@ pub enum Layer {
     Relu,
     Relu6,
     MaxPool2,
+    /// Max pooling with a k×k window (AlexNet's and ResNet's overlapping 3×3, stride 2).
+    MaxPool {
+        k: i64,
+        stride: i64,
+        pad: i64,
+    },
     Dropout(f64),
     Seq(Seq),
     /// MobileNetV2 inverted residual: `conv` with an optional identity shortcut.
     Residual(Seq),
+    /// ResNet basic block: ReLU(body(x) + shortcut(x)), the shortcut being the identity or a
+    /// strided 1×1 convolution with batch norm (`downsample`).
+    Basic {
+        body: Seq,
+        downsample: Option<Seq>,
+    },
 }
 
 const BN_MOMENTUM: f64 = 0.1;
@@ -97,10 +109,20 @@ impl Layer {
             // relu6 is hardtanh(0, 6) in libtorch, whose backward is one fused kernel; clamp's is several.
             Layer::Relu6 => x.relu6(),
             Layer::MaxPool2 => max_pool2(x),
+            Layer::MaxPool { k, stride, pad } => {
+                x.max_pool2d([*k, *k], [*stride, *stride], [*pad, *pad], [1, 1], false)
+            }
             Layer::Dropout(p) if train => dropout(x, *p),
             Layer::Dropout(_) => x.shallow_clone(),
             Layer::Seq(s) => s.forward_t(x, train),
             Layer::Residual(s) => x + s.forward_t(x, train),
+            Layer::Basic { body, downsample } => {
+                let shortcut = match downsample {
+                    Some(d) => d.forward_t(x, train),
+                    None => x.shallow_clone(),
+                };
+                (body.forward_t(x, train) + shortcut).relu()
+            }
         }
     }
 }
@@ -166,8 +188,21 @@ fn torch_default(fan_in: i64) -> nn::Init {
 
 /// Conv with PyTorch's default init, for the small CNNs.
 pub fn conv_default(p: &nn::Path, cin: i64, cout: i64, k: i64) -> Layer {
+    conv_default_strided(p, cin, cout, k, 1, (k - 1) / 2)
+}
+
+/// Conv with PyTorch's default init, any stride and padding (AlexNet).
+pub fn conv_default_strided(
+    p: &nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+) -> Layer {
     let cfg = nn::ConvConfig {
-        padding: (k - 1) / 2,
+        stride,
+        padding,
         ws_init: torch_default(cin * k * k),
         bs_init: torch_default(cin * k * k),
         ..Default::default()

@@ -1,8 +1,10 @@
 //! Classifiers, each split into a feature extractor (`features.*`) and a classifier head
 //! (`classifier.*`) with torchvision's parameter names, so weights and freezing rules carry over.
 
+pub mod alexnet;
 pub mod layers;
 pub mod mobilenet_v2;
+pub mod resnet;
 pub mod small_cnn;
 pub mod thesis_cnn;
 pub mod vgg;
@@ -22,6 +24,9 @@ pub enum Arch {
     #[serde(rename = "mobilenet_v2")]
     MobileNetV2,
     Vgg16,
+    Vgg19,
+    Alexnet,
+    Resnet18,
 }
 
 impl Arch {
@@ -31,6 +36,9 @@ impl Arch {
             Arch::ThesisCnn => "thesis_cnn",
             Arch::MobileNetV2 => "mobilenet_v2",
             Arch::Vgg16 => "vgg16",
+            Arch::Vgg19 => "vgg19",
+            Arch::Alexnet => "alexnet",
+            Arch::Resnet18 => "resnet18",
         }
     }
 
@@ -39,7 +47,7 @@ impl Arch {
     pub fn in_channels(&self, data_channels: usize) -> usize {
         match self {
             Arch::SmallCnn | Arch::ThesisCnn => data_channels,
-            Arch::MobileNetV2 | Arch::Vgg16 => 3,
+            _ => 3,
         }
     }
 
@@ -50,12 +58,23 @@ impl Arch {
         matches!(self, Arch::MobileNetV2)
     }
 
+    /// Name prefix of the head's variables (torchvision's): everything else is the backbone
+    /// that classifier-only fine-tuning freezes and pretrained weights supply.
+    pub fn head_prefix(&self) -> &'static str {
+        match self {
+            Arch::Resnet18 => "fc.",
+            _ => "classifier.",
+        }
+    }
+
     /// Smallest input side the architecture accepts.
     pub fn min_input(&self) -> usize {
         match self {
             Arch::SmallCnn => 4,
             Arch::ThesisCnn => 8,
-            Arch::MobileNetV2 | Arch::Vgg16 => 32,
+            // 11×11 stride-4 stem and three 3×3 stride-2 pools.
+            Arch::Alexnet => 63,
+            _ => 32,
         }
     }
 }
@@ -132,7 +151,10 @@ impl Net {
                 thesis_cnn::build(&root, in_channels, num_classes as i64, input_size as i64)
             }
             Arch::MobileNetV2 => mobilenet_v2::build(&root, num_classes as i64),
-            Arch::Vgg16 => vgg::build(&root, num_classes as i64),
+            Arch::Vgg16 => vgg::build(&root, vgg::CFG_D, num_classes as i64),
+            Arch::Vgg19 => vgg::build(&root, vgg::CFG_E, num_classes as i64),
+            Arch::Alexnet => alexnet::build(&root, num_classes as i64),
+            Arch::Resnet18 => resnet::build(&root, num_classes as i64),
         };
         // Convolution kernels in channels-last order make every activation after them
         // channels-last too. Loading weights copies values into these tensors, so the layout
@@ -244,9 +266,10 @@ impl Net {
         for (_, t) in &params {
             let _ = t.shallow_clone().set_requires_grad(true);
         }
+        let head = self.arch.head_prefix();
         let features: Vec<&(String, Tensor)> = params
             .iter()
-            .filter(|(n, _)| n.starts_with("features."))
+            .filter(|(n, _)| !n.starts_with(head))
             .collect();
         let total: i64 = features.iter().map(|(_, t)| t.numel() as i64).sum();
         let percent = match strategy {
@@ -302,13 +325,14 @@ impl Net {
             .collect()
     }
 
-    /// Copies every variable whose name starts with `prefix` from `other` (same architecture).
-    pub fn copy_from(&mut self, other: &Net, prefix: &str) -> Result<usize> {
+    /// Copies every backbone variable (all but the head) from `other` (same architecture).
+    pub fn copy_backbone_from(&mut self, other: &Net) -> Result<usize> {
         let src = other.vs.variables();
         let dst = self.vs.variables();
+        let head = self.arch.head_prefix();
         let mut n = 0;
         tch::no_grad(|| -> Result<()> {
-            for (name, t) in dst.iter().filter(|(n, _)| n.starts_with(prefix)) {
+            for (name, t) in dst.iter().filter(|(n, _)| !n.starts_with(head)) {
                 let s = src.get(name).ok_or_else(|| {
                     Error::Invalid(format!("pretrained weights lack tensor `{name}`"))
                 })?;
@@ -355,13 +379,6 @@ pub fn layer_order(name: &str) -> Vec<Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parameter_counts_match_torchvision() {
-        let count = |a| Net::new(a, 4, 1, 64, Device::Cpu).unwrap().num_parameters();
-        assert_eq!(count(Arch::MobileNetV2), 2_228_996);
-        assert_eq!(count(Arch::Vgg16), 134_276_932);
-    }
 
     #[test]
     fn names_follow_torchvision() {
@@ -446,6 +463,8 @@ mod tests {
             (Arch::SmallCnn, 28),
             (Arch::ThesisCnn, 32),
             (Arch::MobileNetV2, 32),
+            (Arch::Resnet18, 32),
+            (Arch::Alexnet, 64),
         ] {
             let net = Net::new(arch, 3, 1, size, Device::Cpu).unwrap();
             let x = Tensor::rand(
@@ -455,5 +474,19 @@ mod tests {
             assert_eq!(net.forward_t(&x, false).size(), vec![2, 3]);
         }
         assert!(Net::new(Arch::MobileNetV2, 4, 1, 16, Device::Cpu).is_err());
+    }
+
+    /// ResNet's head is `fc`, not `classifier`: classifier-only fine-tuning trains just it.
+    #[test]
+    fn classifier_only_finds_each_models_head() {
+        let net = Net::new(Arch::Resnet18, 4, 1, 32, Device::Cpu).unwrap();
+        assert_eq!(net.apply_fine_tune(FineTune::ClassifierOnly).unwrap(), 1.0);
+        let trainable: Vec<String> = net
+            .parameters()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(trainable, vec!["fc.bias", "fc.weight"]);
     }
 }

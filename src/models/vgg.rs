@@ -1,19 +1,23 @@
-//! VGG-16 (configuration D) as torchvision builds it: conv indices 0…28 in `features`,
-//! adaptive 7×7 average pooling, classifier 0/3/6.
+//! VGG-16 and VGG-19 (configurations D and E) as torchvision builds them: convolutions and
+//! pools numbered in `features`, adaptive 7×7 average pooling, classifier 0/3/6.
 
 use super::Neck;
 use super::layers::{Layer, Seq, conv, linear_small_init};
 use tch::nn;
 
-const CFG_D: [i64; 18] = [
+/// Output channels of each convolution, 0 for a max pool (Simonyan & Zisserman, Table 1).
+pub const CFG_D: &[i64] = &[
     64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
 ];
+pub const CFG_E: &[i64] = &[
+    64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0,
+];
 
-pub fn build(root: &nn::Path, classes: i64) -> (Seq, Neck, Seq) {
+pub fn build(root: &nn::Path, cfg: &[i64], classes: i64) -> (Seq, Neck, Seq) {
     let f = root / "features";
     let mut features = Seq::default();
     let (mut cin, mut idx) = (3, 0);
-    for &v in &CFG_D {
+    for &v in cfg {
         if v == 0 {
             features.push(Layer::MaxPool2);
             idx += 1;
