@@ -113,8 +113,8 @@ fn norm_in(v: &[f32], ranges: Option<&[Range<usize>]>) -> f64 {
 }
 
 fn scale_in(v: &mut [f32], s: f64, ranges: Option<&[Range<usize>]>) {
-    let all = [0..v.len()];
-    for r in ranges.unwrap_or(&all) {
+    let all = 0..v.len();
+    for r in ranges.unwrap_or(std::slice::from_ref(&all)) {
         v[r.clone()]
             .iter_mut()
             .for_each(|x| *x = (*x as f64 * s) as f32);
