@@ -39,27 +39,34 @@ pub struct DpConfig {
     pub budget: Option<f64>,
 }
 
-fn default_delta() -> f64 {
+pub(super) fn default_delta() -> f64 {
     1e-5
+}
+
+/// The settings every DP rule shares: a clipping bound C > 0 and δ within (0, 1).
+pub(super) fn check_clip_and_delta(rule: &str, clip: f64, delta: f64) -> Result<()> {
+    require(
+        clip.is_finite() && clip > 0.0,
+        rule,
+        format!("`clip` must be > 0, got {clip}"),
+    )?;
+    require(
+        delta > 0.0 && delta < 1.0,
+        rule,
+        format!("`delta` must be within (0, 1), got {delta}"),
+    )
 }
 
 impl DpConfig {
     pub fn validate(&self) -> Result<()> {
         let ok = |c: bool, msg: String| require(c, "dp_fedavg", msg);
-        ok(
-            self.clip.is_finite() && self.clip > 0.0,
-            format!("`clip` must be > 0, got {}", self.clip),
-        )?;
+        check_clip_and_delta("dp_fedavg", self.clip, self.delta)?;
         ok(
             self.noise_multiplier.is_finite() && self.noise_multiplier >= 0.0,
             format!(
                 "`noise_multiplier` must be ≥ 0, got {}",
                 self.noise_multiplier
             ),
-        )?;
-        ok(
-            self.delta > 0.0 && self.delta < 1.0,
-            format!("`delta` must be within (0, 1), got {}", self.delta),
         )?;
         if let Some(b) = self.budget {
             ok(b > 0.0, format!("`budget` must be > 0, got {b}"))?;

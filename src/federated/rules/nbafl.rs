@@ -7,6 +7,7 @@
 //! N clients. Each exposure spends ε/L, so after t rounds ε_t = t·ε/L is reported (past L the
 //! calibration no longer covers the run, and the report shows it).
 
+use super::dp_fedavg::{check_clip_and_delta, default_delta};
 use super::{require, vector};
 use crate::error::Result;
 use crate::federated::strategy::{
@@ -33,24 +34,13 @@ pub struct NbaflConfig {
     pub min_dataset_size: Option<usize>,
 }
 
-fn default_delta() -> f64 {
-    1e-5
-}
-
 impl NbaflConfig {
     pub fn validate(&self) -> Result<()> {
         let ok = |c: bool, msg: String| require(c, "nbafl", msg);
-        ok(
-            self.clip.is_finite() && self.clip > 0.0,
-            format!("`clip` must be > 0, got {}", self.clip),
-        )?;
+        check_clip_and_delta("nbafl", self.clip, self.delta)?;
         ok(
             self.epsilon.is_finite() && self.epsilon > 0.0,
             format!("`epsilon` must be > 0, got {}", self.epsilon),
-        )?;
-        ok(
-            self.delta > 0.0 && self.delta < 1.0,
-            format!("`delta` must be within (0, 1), got {}", self.delta),
         )?;
         ok(
             self.exposures != Some(0),
