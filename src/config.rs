@@ -172,9 +172,17 @@ pub struct ModelConfig {
     pub freeze_percent: Option<f64>,
     #[serde(default)]
     pub init: Init,
-    /// Backbone weights file (safetensors) to start from; made by `[pretrain]` when absent.
+    /// Backbone weights file to start from (safetensors, or a PyTorch `.pth`/`.pt` state
+    /// dict); made by `[pretrain]` when absent.
     #[serde(default)]
     pub weights: Option<PathBuf>,
+    /// TorchScript module file, for `arch = "torchscript"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<PathBuf>,
+    /// Name of the TorchScript module's classifier layer (e.g. "fc"): what classifier-only
+    /// fine-tuning trains and what imported weights leave re-initialized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -188,6 +196,35 @@ pub enum Init {
 }
 
 impl ModelConfig {
+    /// What the model is built from (validated: a script comes with its head).
+    pub fn recipe(&self) -> crate::models::Recipe {
+        crate::models::Recipe {
+            arch: self.arch,
+            script: self
+                .script
+                .clone()
+                .map(|p| (p, self.head.clone().unwrap_or_default())),
+        }
+    }
+
+    fn validate_script(&self) -> Result<()> {
+        let is_script = self.arch == Arch::TorchScript;
+        match (is_script, &self.script, &self.head) {
+            (true, Some(_), Some(h)) if !h.is_empty() => Ok(()),
+            (true, None, _) => Err(Error::Invalid(
+                "`model.arch = \"torchscript\"` needs `model.script` (the module file)".into(),
+            )),
+            (true, Some(_), _) => Err(Error::Invalid(
+                "`model.script` needs `model.head`, the name of its classifier layer".into(),
+            )),
+            (false, None, None) => Ok(()),
+            (false, _, _) => Err(Error::Invalid(format!(
+                "`model.script` and `model.head` apply to `arch = \"torchscript\"`, not `{}`",
+                self.arch.name()
+            ))),
+        }
+    }
+
     pub fn fine_tune(&self) -> Result<FineTune> {
         match (self.fine_tune.as_str(), self.freeze_percent) {
             ("full", None) => Ok(FineTune::Full),
@@ -390,6 +427,7 @@ impl Experiment {
             }
             self.train.validate("train")?;
             self.model.fine_tune()?;
+            self.model.validate_script()?;
             if let Some(p) = &self.pretrain {
                 p.data.validate("pretrain.data")?;
                 p.train.validate("pretrain.train")?;

@@ -191,8 +191,7 @@ pub fn pretrain(
     let device = exp.device.device()?;
     let ds = ctx.dataset(&p.data, opts.data_root.as_deref(), exp.seed)?;
     seed_all(exp.seed ^ 0x7072);
-    let net = Net::new(
-        exp.model.arch,
+    let net = exp.model.recipe().build(
         ds.train.num_classes(),
         ds.train.channels,
         p.data.size,
@@ -298,29 +297,14 @@ fn backbone(exp: &Experiment, ctx: &mut Context, opts: &RunOptions) -> Result<Op
 fn initial_net(exp: &Experiment, ds: &Dataset, backbone: Option<&Path>) -> Result<(Net, f64)> {
     let device = exp.device.device()?;
     seed_all(exp.seed);
-    let mut net = Net::new(
-        exp.model.arch,
+    let net = exp.model.recipe().build(
         ds.train.num_classes(),
         ds.train.channels,
         exp.data.size,
         device,
     )?;
     if let Some(path) = backbone {
-        // Load into a model of the backbone's own head size, then copy only the features.
-        let classes = head_classes(&safetensor_names(path)?, exp.model.arch.head_prefix())
-            .unwrap_or(ds.train.num_classes());
-        let mut donor = Net::new(
-            exp.model.arch,
-            classes,
-            ds.train.channels,
-            exp.data.size,
-            device,
-        )?;
-        donor
-            .vs
-            .load(path)
-            .map_err(|e| Error::data(path, format!("cannot load backbone weights: {e}")))?;
-        net.copy_backbone_from(&donor)?;
+        crate::models::weights::load(&net, path, crate::models::weights::Head::Reinit)?;
     }
     let frozen_fraction = net.apply_fine_tune(exp.model.fine_tune()?)?;
     Ok((net, frozen_fraction))
@@ -398,7 +382,7 @@ fn federated_train_and_evaluate(
         fed,
         shared: federated::client::Shared {
             data: ds,
-            arch: exp.model.arch,
+            model: exp.model.recipe(),
             size: exp.data.size,
             fine_tune: exp.model.fine_tune()?,
             device: exp.device.device()?,
@@ -642,21 +626,6 @@ fn write_outcome(dir: &Path, ds: &Dataset, out: &Outcome) -> Result<()> {
         &ds.test.classes,
         &out.clean.confusion,
     )
-}
-
-fn safetensor_names(path: &Path) -> Result<Vec<(String, Vec<i64>)>> {
-    let tensors = tch::Tensor::read_safetensors(path)
-        .map_err(|e| Error::data(path, format!("not a safetensors file: {e}")))?;
-    Ok(tensors.into_iter().map(|(n, t)| (n, t.size())).collect())
-}
-
-/// Number of classes of a saved model: rows of its last head weight.
-fn head_classes(names: &[(String, Vec<i64>)], head: &str) -> Option<usize> {
-    names
-        .iter()
-        .filter(|(n, s)| n.starts_with(head) && n.ends_with(".weight") && s.len() == 2)
-        .max_by(|a, b| crate::models::layer_order(&a.0).cmp(&crate::models::layer_order(&b.0)))
-        .map(|(_, s)| s[0] as usize)
 }
 
 fn asr_of(b: &Backdoor, ds: &Dataset, pred: &[i64], exclude: bool) -> Result<metrics::AsrCounts> {

@@ -61,7 +61,8 @@ impl GradCamConfig {
 pub fn default_layer(net: &Net, x: &Tensor) -> usize {
     tch::no_grad(|| {
         let mut y = x.narrow(0, 0, 1);
-        let mut best = 1;
+        // A model without layers of its own (TorchScript) is explained at its input.
+        let mut best = net.feature_layers().min(1);
         for k in 1..=net.feature_layers() {
             y = net.features_range_t(&y, k - 1..k, false);
             let s = y.size();

@@ -2,14 +2,18 @@
 //! classes (the thesis' Table 4.1), and every state-dict name and shape, read from the
 //! virtualenv's torchvision (skipped with a printed reason when it is not importable).
 
+mod common;
+
 use fedsentry::models::{Arch, Net};
 use std::collections::BTreeMap;
-use std::process::Command;
 use tch::Device;
 
 const ZOO: &[(Arch, &str, i64)] = &[
     (Arch::Alexnet, "alexnet", 57_020_228),
+    (Arch::Densenet121, "densenet121", 6_957_956),
+    (Arch::EfficientNetB0, "efficientnet_b0", 4_012_672),
     (Arch::MobileNetV2, "mobilenet_v2", 2_228_996),
+    (Arch::MobileNetV3Small, "mobilenet_v3_small", 1_521_956),
     (Arch::Resnet18, "resnet18", 11_178_564),
     (Arch::Vgg16, "vgg16", 134_276_932),
     (Arch::Vgg19, "vgg19", 139_586_628),
@@ -25,26 +29,14 @@ fn parameter_counts_match_table_4_1() {
 
 /// name → shape of torchvision's state dict for a 4-class model, or None without torchvision.
 fn torchvision_state(model: &str) -> Option<BTreeMap<String, Vec<i64>>> {
-    let python = std::env::var("VIRTUAL_ENV")
-        .map(|v| format!("{v}/bin/python"))
-        .unwrap_or_else(|_| "python3".into());
+    let python = common::torchvision_python()?;
     let script = format!(
         "import json, torchvision.models as m\n\
          sd = m.{model}(weights=None, num_classes=4).state_dict()\n\
          print(json.dumps({{k: list(v.shape) for k, v in sd.items() if not k.endswith('num_batches_tracked')}}))"
     );
-    let out = Command::new(&python).args(["-c", &script]).output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "skipped: torchvision not importable by {python}: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    Some(serde_json::from_slice(&out.stdout).expect("a JSON object"))
+    let out = common::run_python(&python, &script, &[]);
+    Some(serde_json::from_slice(&out).expect("a JSON object"))
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::config::TrainConfig;
 use crate::data::augment::AugmentConfig;
 use crate::data::{Dataset, ImageSet};
 use crate::error::Result;
-use crate::models::{Arch, FineTune, Net};
+use crate::models::{FineTune, Net, Recipe};
 use crate::train::{self, Proximal, normalize::Normalizer};
 use tch::Device;
 
@@ -26,7 +26,7 @@ pub struct Client {
 /// Everything clients share: data, model recipe, local training settings.
 pub struct Shared<'a> {
     pub data: &'a Dataset,
-    pub arch: Arch,
+    pub model: Recipe,
     pub size: usize,
     pub fine_tune: FineTune,
     pub device: Device,
@@ -64,8 +64,7 @@ pub fn mix(seed: u64, round: u64, client: u64) -> u64 {
 
 impl Shared<'_> {
     pub fn new_net(&self) -> Result<Net> {
-        Net::new(
-            self.arch,
+        self.model.build(
             self.data.train.num_classes(),
             self.data.train.channels,
             self.size,

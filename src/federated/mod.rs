@@ -724,7 +724,7 @@ mod tests {
             strategy: strategy::build(&fed.strategy, fed.sampling()),
             shared: Shared {
                 data,
-                arch: Arch::ThesisCnn,
+                model: Arch::ThesisCnn.into(),
                 size: 32,
                 fine_tune: FineTune::Full,
                 device: tch::Device::Cpu,
@@ -818,7 +818,7 @@ mod tests {
         let augment = AugmentConfig::default();
         let shared = Shared {
             data: &data,
-            arch: Arch::SmallCnn,
+            model: Arch::SmallCnn.into(),
             size: 28,
             fine_tune: FineTune::Full,
             device: tch::Device::Cpu,

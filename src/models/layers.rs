@@ -16,12 +16,13 @@ pub fn seed_dropout(seed: u64) {
     DROPOUT_RNG.with(|r| *r.borrow_mut() = StdRng::seed_from_u64(seed));
 }
 
-/// Inverted dropout: zeroes each element with probability `p`, scales the rest by 1/(1−p).
-fn dropout(x: &Tensor, p: f64) -> Tensor {
+/// `x` times a mask of the given shape (broadcast over `x`) whose entries are 0 with
+/// probability `p` and 1/(1−p) otherwise, drawn from this thread's generator.
+fn drop_mask(x: &Tensor, p: f64, shape: &[i64]) -> Tensor {
     if p <= 0.0 {
         return x.shallow_clone();
     }
-    let n = x.numel();
+    let n: i64 = shape.iter().product();
     let keep = 1.0 / (1.0 - p) as f32;
     let cut = (p * u32::MAX as f64) as u32;
     let mask: Vec<f32> = DROPOUT_RNG.with(|r| {
@@ -31,10 +32,15 @@ fn dropout(x: &Tensor, p: f64) -> Tensor {
             .collect()
     });
     let mask = Tensor::from_slice(&mask)
-        .view(x.size().as_slice())
+        .view(shape)
         .to_device(x.device())
         .to_kind(x.kind());
     x * mask
+}
+
+/// Inverted dropout: zeroes each element with probability `p`, scales the rest by 1/(1−p).
+fn dropout(x: &Tensor, p: f64) -> Tensor {
+    drop_mask(x, p, &x.size())
 }
 
 /// The same 4-D tensor with channels-last (NHWC) strides: values and shapes are unchanged, only
@@ -61,11 +67,20 @@ fn max_pool2(x: &Tensor) -> Tensor {
 
 pub enum Layer {
     Conv(nn::Conv2D),
-    BatchNorm(nn::BatchNorm),
+    /// Batch norm with its own ε and momentum (MobileNetV3 uses 0.001 and 0.01).
+    BatchNorm {
+        bn: nn::BatchNorm,
+        eps: f64,
+        momentum: f64,
+    },
     Linear(nn::Linear),
     Relu,
     Relu6,
+    Hardswish,
+    Silu,
     MaxPool2,
+    /// 2×2 average pooling with stride 2 (DenseNet's transitions).
+    AvgPool2,
     /// Max pooling with a k×k window (AlexNet's and ResNet's overlapping 3×3, stride 2).
     MaxPool {
         k: i64,
@@ -74,8 +89,23 @@ pub enum Layer {
     },
     Dropout(f64),
     Seq(Seq),
-    /// MobileNetV2 inverted residual: `conv` with an optional identity shortcut.
-    Residual(Seq),
+    /// Inverted residual (MobileNetV2/V3, EfficientNet's MBConv): x + body(x). In training the
+    /// body's output of each sample is dropped with probability `drop` and the rest scaled by
+    /// 1/(1−drop) (stochastic depth, "row" mode; EfficientNet only).
+    Residual {
+        body: Seq,
+        drop: f64,
+    },
+    /// Squeeze-and-excitation (Hu et al.): x · gate(fc2(act(fc1(avgpool(x))))). MobileNetV3
+    /// uses ReLU and a hard sigmoid (`hard`), EfficientNet SiLU and a sigmoid.
+    SqueezeExcite {
+        fc1: nn::Conv2D,
+        fc2: nn::Conv2D,
+        hard: bool,
+    },
+    /// DenseNet dense block: layer i sees the concatenation of the block's input and every
+    /// earlier layer's output; the block returns the concatenation of all.
+    Dense(Vec<Seq>),
     /// ResNet basic block: ReLU(body(x) + shortcut(x)), the shortcut being the identity or a
     /// strided 1×1 convolution with batch norm (`downsample`).
     Basic {
@@ -84,14 +114,22 @@ pub enum Layer {
     },
 }
 
+/// PyTorch's batch-norm defaults.
 const BN_MOMENTUM: f64 = 0.1;
 const BN_EPS: f64 = 1e-5;
+
+/// Stochastic depth: zeroes whole samples with probability `p` and scales the rest.
+fn drop_rows(x: &Tensor, p: f64) -> Tensor {
+    let mut shape = vec![1i64; x.dim()];
+    shape[0] = x.size()[0];
+    drop_mask(x, p, &shape)
+}
 
 impl Layer {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self {
             Layer::Conv(c) => x.apply(c),
-            Layer::BatchNorm(bn) => {
+            Layer::BatchNorm { bn, eps, momentum } => {
                 let trainable = bn.ws.as_ref().is_some_and(|w| w.requires_grad());
                 x.batch_norm(
                     bn.ws.as_ref(),
@@ -99,8 +137,8 @@ impl Layer {
                     Some(&bn.running_mean),
                     Some(&bn.running_var),
                     train && trainable,
-                    BN_MOMENTUM,
-                    BN_EPS,
+                    *momentum,
+                    *eps,
                     true,
                 )
             }
@@ -108,14 +146,37 @@ impl Layer {
             Layer::Relu => x.relu(),
             // relu6 is hardtanh(0, 6) in libtorch, whose backward is one fused kernel; clamp's is several.
             Layer::Relu6 => x.relu6(),
+            Layer::Hardswish => x.hardswish(),
+            Layer::Silu => x.silu(),
             Layer::MaxPool2 => max_pool2(x),
+            Layer::AvgPool2 => x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>),
             Layer::MaxPool { k, stride, pad } => {
                 x.max_pool2d([*k, *k], [*stride, *stride], [*pad, *pad], [1, 1], false)
             }
             Layer::Dropout(p) if train => dropout(x, *p),
             Layer::Dropout(_) => x.shallow_clone(),
             Layer::Seq(s) => s.forward_t(x, train),
-            Layer::Residual(s) => x + s.forward_t(x, train),
+            Layer::Residual { body, drop } => {
+                let y = body.forward_t(x, train);
+                if train {
+                    drop_rows(&y, *drop) + x
+                } else {
+                    y + x
+                }
+            }
+            Layer::SqueezeExcite { fc1, fc2, hard } => {
+                let s = x.adaptive_avg_pool2d([1, 1]).apply(fc1);
+                let s = if *hard { s.relu() } else { s.silu() }.apply(fc2);
+                x * if *hard { s.hardsigmoid() } else { s.sigmoid() }
+            }
+            Layer::Dense(layers) => {
+                let mut maps = vec![x.shallow_clone()];
+                for l in layers {
+                    let y = l.forward_t(&Tensor::cat(&maps, 1), train);
+                    maps.push(y);
+                }
+                Tensor::cat(&maps, 1)
+            }
             Layer::Basic { body, downsample } => {
                 let shortcut = match downsample {
                     Some(d) => d.forward_t(x, train),
@@ -163,16 +224,41 @@ pub fn conv(
     groups: i64,
     bias: bool,
 ) -> Layer {
+    conv_init(p, cin, cout, k, stride, groups, bias, KAIMING_FAN_OUT)
+}
+
+/// torchvision's init for the convolutions of its ImageNet models (kaiming_normal_, fan out).
+const KAIMING_FAN_OUT: nn::Init = nn::Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Normal,
+    fan: nn::init::FanInOut::FanOut,
+    non_linearity: nn::init::NonLinearity::ReLU,
+};
+
+/// DenseNet's convolution init (kaiming_normal_, fan in).
+pub const KAIMING_FAN_IN: nn::Init = nn::Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Normal,
+    fan: nn::init::FanInOut::FanIn,
+    non_linearity: nn::init::NonLinearity::ReLU,
+};
+
+/// A "same"-padded convolution with the given weight init and zero bias.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_init(
+    p: &nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    groups: i64,
+    bias: bool,
+    ws_init: nn::Init,
+) -> Layer {
     let cfg = nn::ConvConfig {
         stride,
         padding: (k - 1) / 2,
         groups,
         bias,
-        ws_init: nn::Init::Kaiming {
-            dist: nn::init::NormalOrUniform::Normal,
-            fan: nn::init::FanInOut::FanOut,
-            non_linearity: nn::init::NonLinearity::ReLU,
-        },
+        ws_init,
         bs_init: nn::Init::Const(0.0),
         ..Default::default()
     };
@@ -181,7 +267,7 @@ pub fn conv(
 
 /// PyTorch's default init for conv and linear layers: weight and bias uniform in ±1/√fan_in
 /// (kaiming_uniform with a=√5). tch's own default is √6 times wider.
-fn torch_default(fan_in: i64) -> nn::Init {
+pub fn torch_default(fan_in: i64) -> nn::Init {
     let b = 1.0 / (fan_in as f64).sqrt();
     nn::Init::Uniform { lo: -b, up: b }
 }
@@ -210,8 +296,120 @@ pub fn conv_default_strided(
     Layer::Conv(nn::conv2d(p, cin, cout, k, cfg))
 }
 
+/// Batch-norm settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm {
+    pub eps: f64,
+    pub momentum: f64,
+}
+
+impl Norm {
+    pub const TORCH: Norm = Norm {
+        eps: BN_EPS,
+        momentum: BN_MOMENTUM,
+    };
+
+    pub fn layer(self, p: &nn::Path, c: i64) -> Layer {
+        Layer::BatchNorm {
+            bn: nn::batch_norm2d(p, c, Default::default()),
+            eps: self.eps,
+            momentum: self.momentum,
+        }
+    }
+}
+
 pub fn bn(p: &nn::Path, c: i64) -> Layer {
-    Layer::BatchNorm(nn::batch_norm2d(p, c, Default::default()))
+    Norm::TORCH.layer(p, c)
+}
+
+/// torchvision's `Conv2dNormActivation`: a bias-free "same" convolution `p.0` with kernel,
+/// stride and groups `kgs`, batch norm `p.1`, then the activation if any.
+pub fn conv_norm_act(
+    p: &nn::Path,
+    cin: i64,
+    cout: i64,
+    (k, stride, groups): (i64, i64, i64),
+    norm: Norm,
+    act: Option<Layer>,
+) -> Layer {
+    let mut s = Seq(vec![
+        conv(&(p / 0), cin, cout, k, stride, groups, false),
+        norm.layer(&(p / 1), cout),
+    ]);
+    s.0.extend(act);
+    Layer::Seq(s)
+}
+
+/// An inverted residual block (MobileNetV3, EfficientNet's MBConv) as torchvision builds it
+/// under `block.*`: 1×1 expansion to `exp` channels (when that widens), k×k depthwise
+/// convolution, optional squeeze-and-excitation (`se`: squeezed channels, hard form), 1×1 linear
+/// projection to `cout`. The identity shortcut applies when shape allows, with stochastic depth
+/// `drop`.
+pub struct InvertedResidual {
+    pub cin: i64,
+    pub exp: i64,
+    pub cout: i64,
+    pub k: i64,
+    pub stride: i64,
+    pub se: Option<(i64, bool)>,
+    pub drop: f64,
+}
+
+impl InvertedResidual {
+    pub fn build(&self, b: &nn::Path, norm: Norm, act: impl Fn() -> Layer) -> Layer {
+        let mut body = Seq::default();
+        let mut j = 0;
+        let (cin, exp) = (self.cin, self.exp);
+        if exp != cin {
+            body.push(conv_norm_act(
+                &(b / j),
+                cin,
+                exp,
+                (1, 1, 1),
+                norm,
+                Some(act()),
+            ));
+            j += 1;
+        }
+        let dw = (self.k, self.stride, exp);
+        body.push(conv_norm_act(&(b / j), exp, exp, dw, norm, Some(act())));
+        j += 1;
+        if let Some((squeeze, hard)) = self.se {
+            body.push(squeeze_excite(&(b / j), exp, squeeze, hard));
+            j += 1;
+        }
+        body.push(conv_norm_act(
+            &(b / j),
+            exp,
+            self.cout,
+            (1, 1, 1),
+            norm,
+            None,
+        ));
+        if self.stride == 1 && cin == self.cout {
+            Layer::Residual {
+                body,
+                drop: self.drop,
+            }
+        } else {
+            Layer::Seq(body)
+        }
+    }
+}
+
+/// Squeeze-and-excitation with 1×1 convolutions `fc1` (to `squeeze` channels) and `fc2` under
+/// `p`, initialized as torchvision does for its convolutions.
+pub fn squeeze_excite(p: &nn::Path, channels: i64, squeeze: i64, hard: bool) -> Layer {
+    let cfg = nn::ConvConfig {
+        ws_init: KAIMING_FAN_OUT,
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    Layer::SqueezeExcite {
+        fc1: nn::conv2d(p / "fc1", channels, squeeze, 1, cfg),
+        fc2: nn::conv2d(p / "fc2", squeeze, channels, 1, cfg),
+        hard,
+    }
 }
 
 /// Linear with PyTorch's default init.
@@ -226,11 +424,18 @@ pub fn linear(p: &nn::Path, i: i64, o: i64) -> Layer {
 
 /// Linear with torchvision's ImageNet-model init: N(0, 0.01), zero bias.
 pub fn linear_small_init(p: &nn::Path, i: i64, o: i64) -> Layer {
+    let ws_init = nn::Init::Randn {
+        mean: 0.0,
+        stdev: 0.01,
+    };
+    linear_zero_bias(p, i, o, ws_init)
+}
+
+/// Linear with the given weight init and a zero bias (EfficientNet: uniform ±1/√out;
+/// DenseNet: PyTorch's default weight).
+pub fn linear_zero_bias(p: &nn::Path, i: i64, o: i64, ws_init: nn::Init) -> Layer {
     let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.01,
-        },
+        ws_init,
         bs_init: Some(nn::Init::Const(0.0)),
         bias: true,
     };
@@ -239,12 +444,7 @@ pub fn linear_small_init(p: &nn::Path, i: i64, o: i64) -> Layer {
 
 /// Linear with He (Kaiming-uniform) init, for deep ReLU stacks without normalization.
 pub fn linear_kaiming(p: &nn::Path, i: i64, o: i64) -> Layer {
-    let cfg = nn::LinearConfig {
-        ws_init: nn::init::DEFAULT_KAIMING_UNIFORM,
-        bs_init: Some(nn::Init::Const(0.0)),
-        bias: true,
-    };
-    Layer::Linear(nn::linear(p, i, o, cfg))
+    linear_zero_bias(p, i, o, nn::init::DEFAULT_KAIMING_UNIFORM)
 }
 
 #[cfg(test)]

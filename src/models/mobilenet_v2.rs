@@ -3,7 +3,7 @@
 //! `[Dropout(0.2), Linear]`.
 
 use super::Neck;
-use super::layers::{Layer, Seq, bn, conv, linear_small_init};
+use super::layers::{Layer, Norm, Seq, bn, conv, conv_norm_act, linear_small_init};
 use tch::nn;
 
 /// (expansion t, output channels c, repeats n, first stride s) from the paper's Table 2.
@@ -18,11 +18,14 @@ const SETTINGS: [(i64, i64, i64, i64); 7] = [
 ];
 
 fn conv_bn_relu6(p: &nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64) -> Layer {
-    Layer::Seq(Seq(vec![
-        conv(&(p / 0), cin, cout, k, stride, groups, false),
-        bn(&(p / 1), cout),
-        Layer::Relu6,
-    ]))
+    conv_norm_act(
+        p,
+        cin,
+        cout,
+        (k, stride, groups),
+        Norm::TORCH,
+        Some(Layer::Relu6),
+    )
 }
 
 fn inverted_residual(p: &nn::Path, cin: i64, cout: i64, stride: i64, t: i64) -> Layer {
@@ -38,7 +41,7 @@ fn inverted_residual(p: &nn::Path, cin: i64, cout: i64, stride: i64, t: i64) -> 
     body.push(conv(&(&c / (i + 1)), hidden, cout, 1, 1, 1, false));
     body.push(bn(&(&c / (i + 2)), cout));
     if stride == 1 && cin == cout {
-        Layer::Residual(body)
+        Layer::Residual { body, drop: 0.0 }
     } else {
         Layer::Seq(body)
     }

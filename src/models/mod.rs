@@ -2,12 +2,18 @@
 //! (`classifier.*`) with torchvision's parameter names, so weights and freezing rules carry over.
 
 pub mod alexnet;
+pub mod densenet;
+pub mod efficientnet;
 pub mod layers;
 pub mod mobilenet_v2;
+pub mod mobilenet_v3;
+pub mod pth;
 pub mod resnet;
 pub mod small_cnn;
 pub mod thesis_cnn;
+pub mod torchscript;
 pub mod vgg;
+pub mod weights;
 
 use crate::error::{Error, Result};
 use layers::Seq;
@@ -27,6 +33,14 @@ pub enum Arch {
     Vgg19,
     Alexnet,
     Resnet18,
+    Densenet121,
+    #[serde(rename = "efficientnet_b0")]
+    EfficientNetB0,
+    #[serde(rename = "mobilenet_v3_small")]
+    MobileNetV3Small,
+    /// A TorchScript module from a file (`model.script`, head layer `model.head`).
+    #[serde(rename = "torchscript")]
+    TorchScript,
 }
 
 impl Arch {
@@ -39,6 +53,10 @@ impl Arch {
             Arch::Vgg19 => "vgg19",
             Arch::Alexnet => "alexnet",
             Arch::Resnet18 => "resnet18",
+            Arch::Densenet121 => "densenet121",
+            Arch::EfficientNetB0 => "efficientnet_b0",
+            Arch::MobileNetV3Small => "mobilenet_v3_small",
+            Arch::TorchScript => "torchscript",
         }
     }
 
@@ -46,7 +64,7 @@ impl Arch {
     /// it is, the ImageNet backbones always take RGB (gray is repeated).
     pub fn in_channels(&self, data_channels: usize) -> usize {
         match self {
-            Arch::SmallCnn | Arch::ThesisCnn => data_channels,
+            Arch::SmallCnn | Arch::ThesisCnn | Arch::TorchScript => data_channels,
             _ => 3,
         }
     }
@@ -59,7 +77,8 @@ impl Arch {
     }
 
     /// Name prefix of the head's variables (torchvision's): everything else is the backbone
-    /// that classifier-only fine-tuning freezes and pretrained weights supply.
+    /// that classifier-only fine-tuning freezes and pretrained weights supply. A TorchScript
+    /// model's head is configured (see [`Net::head_prefix`]).
     pub fn head_prefix(&self) -> &'static str {
         match self {
             Arch::Resnet18 => "fc.",
@@ -70,11 +89,41 @@ impl Arch {
     /// Smallest input side the architecture accepts.
     pub fn min_input(&self) -> usize {
         match self {
-            Arch::SmallCnn => 4,
+            Arch::SmallCnn | Arch::TorchScript => 4,
             Arch::ThesisCnn => 8,
             // 11×11 stride-4 stem and three 3×3 stride-2 pools.
             Arch::Alexnet => 63,
             _ => 32,
+        }
+    }
+}
+
+/// What a model is built from: a zoo architecture, or a TorchScript file with its head layer.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub arch: Arch,
+    pub script: Option<(std::path::PathBuf, String)>,
+}
+
+impl From<Arch> for Recipe {
+    fn from(arch: Arch) -> Recipe {
+        Recipe { arch, script: None }
+    }
+}
+
+impl Recipe {
+    pub fn build(
+        &self,
+        num_classes: usize,
+        data_channels: usize,
+        input_size: usize,
+        device: Device,
+    ) -> Result<Net> {
+        match &self.script {
+            Some((path, head)) => {
+                Net::from_torchscript(path, head, num_classes, data_channels, input_size, device)
+            }
+            None => Net::new(self.arch, num_classes, data_channels, input_size, device),
         }
     }
 }
@@ -118,6 +167,11 @@ pub struct Net {
     features: Seq,
     neck: Neck,
     classifier: Seq,
+    /// Each variable's layer position in the order the model defines its layers.
+    rank: std::collections::HashMap<String, usize>,
+    head_prefix: String,
+    /// A TorchScript model: the whole forward pass (`features` and `classifier` are empty).
+    script: Option<torchscript::Script>,
 }
 
 impl Net {
@@ -155,7 +209,16 @@ impl Net {
             Arch::Vgg19 => vgg::build(&root, vgg::CFG_E, num_classes as i64),
             Arch::Alexnet => alexnet::build(&root, num_classes as i64),
             Arch::Resnet18 => resnet::build(&root, num_classes as i64),
+            Arch::Densenet121 => densenet::build(&root, num_classes as i64),
+            Arch::EfficientNetB0 => efficientnet::build(&root, num_classes as i64),
+            Arch::MobileNetV3Small => mobilenet_v3::build(&root, num_classes as i64),
+            Arch::TorchScript => {
+                return Err(Error::Invalid(
+                    "a TorchScript model is made from its file (`model.script`)".into(),
+                ));
+            }
         };
+        let rank = definition_rank(&vs);
         // Convolution kernels in channels-last order make every activation after them
         // channels-last too. Loading weights copies values into these tensors, so the layout
         // stays.
@@ -177,7 +240,42 @@ impl Net {
             features,
             neck,
             classifier,
+            rank,
+            head_prefix: arch.head_prefix().to_string(),
+            script: None,
         })
+    }
+
+    /// A TorchScript module as a model; `head` names its classifier layer (e.g. `fc`).
+    pub fn from_torchscript(
+        path: &std::path::Path,
+        head: &str,
+        num_classes: usize,
+        data_channels: usize,
+        input_size: usize,
+        device: Device,
+    ) -> Result<Net> {
+        let vs = nn::VarStore::new(device);
+        let script =
+            torchscript::Script::load(path, &vs, head, num_classes, data_channels, input_size)?;
+        let rank = definition_rank(&vs);
+        Ok(Net {
+            vs,
+            arch: Arch::TorchScript,
+            num_classes,
+            in_channels: data_channels,
+            features: Seq::default(),
+            neck: Neck::Flatten,
+            classifier: Seq::default(),
+            rank,
+            head_prefix: format!("{head}."),
+            script: Some(script),
+        })
+    }
+
+    /// Name prefix of the head's variables.
+    pub fn head_prefix(&self) -> &str {
+        &self.head_prefix
     }
 
     /// The last feature map (before the neck).
@@ -230,6 +328,10 @@ impl Net {
     }
 
     pub fn head_t(&self, features: &Tensor, train: bool) -> Tensor {
+        if let Some(s) = &self.script {
+            // No split is known: the "features" are the input itself.
+            return s.forward_t(features, train);
+        }
         let z = match self.neck {
             Neck::Flatten => features.flatten(1, -1),
             Neck::AvgPool(n) => features.adaptive_avg_pool2d([n, n]).flatten(1, -1),
@@ -266,7 +368,7 @@ impl Net {
         for (_, t) in &params {
             let _ = t.shallow_clone().set_requires_grad(true);
         }
-        let head = self.arch.head_prefix();
+        let head = self.head_prefix();
         let features: Vec<&(String, Tensor)> = params
             .iter()
             .filter(|(n, _)| !n.starts_with(head))
@@ -282,14 +384,15 @@ impl Net {
                 )));
             }
         };
-        // Layer groups in order with their sizes; a layer freezes whole (weight and bias).
-        let mut groups: BTreeMap<Vec<Key>, (String, i64)> = BTreeMap::new();
+        // Layer groups in definition order with their sizes; a layer freezes whole (weight and
+        // bias).
+        let mut groups: BTreeMap<usize, (String, i64)> = BTreeMap::new();
         for (n, t) in &features {
             let prefix = n
                 .rsplit_once('.')
                 .map_or(n.as_str(), |(p, _)| p)
                 .to_string();
-            groups.entry(layer_order(&prefix)).or_insert((prefix, 0)).1 += t.numel() as i64;
+            groups.entry(self.rank[n]).or_insert((prefix, 0)).1 += t.numel() as i64;
         }
         // The prefix of layers whose frozen share is closest to the target.
         let target = percent / 100.0 * total as f64;
@@ -317,6 +420,15 @@ impl Net {
         })
     }
 
+    /// Names of the parameters that train under the current fine-tuning strategy.
+    pub fn trainable_names(&self) -> Vec<String> {
+        self.parameters()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, _)| n)
+            .collect()
+    }
+
     pub fn trainable_parameters(&self) -> Vec<Tensor> {
         self.parameters()
             .into_iter()
@@ -324,32 +436,35 @@ impl Net {
             .map(|(_, t)| t)
             .collect()
     }
+}
 
-    /// Copies every backbone variable (all but the head) from `other` (same architecture).
-    pub fn copy_backbone_from(&mut self, other: &Net) -> Result<usize> {
-        let src = other.vs.variables();
-        let dst = self.vs.variables();
-        let head = self.arch.head_prefix();
-        let mut n = 0;
-        tch::no_grad(|| -> Result<()> {
-            for (name, t) in dst.iter().filter(|(n, _)| !n.starts_with(head)) {
-                let s = src.get(name).ok_or_else(|| {
-                    Error::Invalid(format!("pretrained weights lack tensor `{name}`"))
-                })?;
-                if s.size() != t.size() {
-                    return Err(Error::Invalid(format!(
-                        "tensor `{name}`: shape {:?} in pretrained weights, {:?} in model",
-                        s.size(),
-                        t.size()
-                    )));
-                }
-                t.shallow_clone().copy_(s);
-                n += 1;
-            }
-            Ok(())
-        })?;
-        Ok(n)
+/// Position of each variable's layer in definition order. tch keeps trainable variables in
+/// creation order (names alone do not give it: DenseNet's `denselayer10` sorts before
+/// `denselayer2`, ResNet's `bn1` before `conv1`); a buffer takes its layer's position.
+fn definition_rank(vs: &nn::VarStore) -> std::collections::HashMap<String, usize> {
+    let by_ptr: std::collections::HashMap<usize, usize> = vs
+        .trainable_variables()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.data_ptr() as usize, i))
+        .collect();
+    let vars = vs.variables();
+    let layer = |n: &str| n.rsplit_once('.').map_or(n, |(p, _)| p).to_string();
+    let mut layer_rank = std::collections::HashMap::new();
+    for (n, t) in &vars {
+        if let Some(&i) = by_ptr.get(&(t.data_ptr() as usize)) {
+            let r = layer_rank.entry(layer(n)).or_insert(i);
+            *r = (*r).min(i);
+        }
     }
+    vars.keys()
+        .map(|n| {
+            (
+                n.clone(),
+                layer_rank.get(&layer(n)).copied().unwrap_or(usize::MAX),
+            )
+        })
+        .collect()
 }
 
 /// Batch-norm statistics are state, not parameters.
@@ -465,6 +580,9 @@ mod tests {
             (Arch::MobileNetV2, 32),
             (Arch::Resnet18, 32),
             (Arch::Alexnet, 64),
+            (Arch::Densenet121, 32),
+            (Arch::EfficientNetB0, 32),
+            (Arch::MobileNetV3Small, 32),
         ] {
             let net = Net::new(arch, 3, 1, size, Device::Cpu).unwrap();
             let x = Tensor::rand(
@@ -481,12 +599,6 @@ mod tests {
     fn classifier_only_finds_each_models_head() {
         let net = Net::new(Arch::Resnet18, 4, 1, 32, Device::Cpu).unwrap();
         assert_eq!(net.apply_fine_tune(FineTune::ClassifierOnly).unwrap(), 1.0);
-        let trainable: Vec<String> = net
-            .parameters()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(trainable, vec!["fc.bias", "fc.weight"]);
+        assert_eq!(net.trainable_names(), vec!["fc.bias", "fc.weight"]);
     }
 }
