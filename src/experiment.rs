@@ -279,7 +279,11 @@ fn backbone(exp: &Experiment, ctx: &mut Context, opts: &RunOptions) -> Result<Op
         }
         return Ok(Some(w));
     }
-    let key = config::fingerprint(&(exp.model.arch, &exp.pretrain, exp.seed));
+    // A TorchScript model's file is part of what the backbone is.
+    let key = match &exp.model.script {
+        None => config::fingerprint(&(exp.model.arch, &exp.pretrain, exp.seed)),
+        Some(script) => config::fingerprint(&(exp.model.arch, &exp.pretrain, exp.seed, script)),
+    };
     let path = opts
         .out
         .join("pretrained")

@@ -517,7 +517,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let fail = |m: String| Error::data(path, m);
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let out = if raw.starts_with(b"PK\x03\x04") {
-        read_zip(path, &raw)
+        read_zip(&raw)
     } else if raw.first() == Some(&0x80) {
         read_legacy(&raw)
     } else {
@@ -526,7 +526,7 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
     out.map_err(fail)
 }
 
-fn read_zip(path: &Path, raw: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, String> {
+fn read_zip(raw: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, String> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(raw))
         .map_err(|e| format!("unreadable zip archive: {e}"))?;
     let pkl = zip
@@ -564,7 +564,6 @@ fn read_zip(path: &Path, raw: &[u8]) -> std::result::Result<Vec<(String, Tensor)
         let t = materialize(&r, &storages[&r.key]).map_err(|e| format!("tensor `{name}`: {e}"))?;
         out.push((name, t));
     }
-    let _ = path;
     Ok(out)
 }
 
