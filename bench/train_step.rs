@@ -4,7 +4,7 @@
 //!
 //! Run: ./scripts/bench train_step   [env: BENCH_REPS=3, BENCH_IMAGES=1024, BENCH_MODELS=small_cnn,mobilenet_v2,vgg16]
 
-use fedsentry::config::{OptimizerKind, TrainConfig};
+use fedsentry::config::TrainConfig;
 use fedsentry::data::ImageSet;
 use fedsentry::data::augment::AugmentConfig;
 use fedsentry::models::{Arch, Net};
@@ -37,14 +37,7 @@ fn ours(arch: Arch, size: usize, images: usize) -> f64 {
     let channels = if arch == Arch::SmallCnn { 1 } else { 3 };
     let set = random_set(channels, size, images);
     let net = Net::new(arch, 4, channels, size, tch::Device::Cpu).unwrap();
-    let cfg = TrainConfig {
-        optimizer: OptimizerKind::Adam,
-        lr: 1e-3,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        epochs: 1,
-        batch_size: 32,
-    };
+    let cfg = TrainConfig::adam(1, 32);
     let norm = Normalizer::identity();
     let aug = AugmentConfig::default();
     fit(&net, &set, None, &norm, &cfg, &aug, 0, None, &mut |_, _| {}).unwrap(); // warm-up

@@ -385,6 +385,18 @@ impl DataConfig {
 }
 
 impl TrainConfig {
+    /// Adam with the experiment file's defaults (lr 1e-3, no weight decay).
+    pub fn adam(epochs: usize, batch_size: usize) -> TrainConfig {
+        TrainConfig {
+            optimizer: OptimizerKind::Adam,
+            lr: default_lr(),
+            momentum: default_momentum(),
+            weight_decay: 0.0,
+            epochs,
+            batch_size,
+        }
+    }
+
     pub fn validate(&self, prefix: &str) -> Result<()> {
         let bad = |k: &str, why: String| Err(Error::Invalid(format!("`{prefix}.{k}` {why}")));
         if self.epochs == 0 {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{bin, tmp};
-use fedsentry::config::{OptimizerKind, TrainConfig};
+use fedsentry::config::TrainConfig;
 use fedsentry::data::augment::AugmentConfig;
 use fedsentry::data::synthetic::{PhantomConfig, generate};
 use fedsentry::evasion::{Evasion, logits_of, pgd::Pgd};
@@ -72,14 +72,7 @@ fn torchscript_model_trains_is_attacked_and_federates() {
     });
     let norm = Normalizer::from_set(&data.train);
     let before: Vec<Tensor> = net.parameters().iter().map(|(_, t)| t.copy()).collect();
-    let cfg = TrainConfig {
-        optimizer: OptimizerKind::Adam,
-        lr: 1e-3,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        epochs: 1,
-        batch_size: 16,
-    };
+    let cfg = TrainConfig::adam(1, 16);
     let hist = train::fit(
         &net,
         &data.train,

@@ -23,31 +23,34 @@ const CASES: &[(Arch, i64, &str)] = &[
 
 const SCRIPT: &str = r#"
 import sys, torch, torchvision.models as m
-out, name, size, fmt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-torch.manual_seed(0)
-net = getattr(m, name)(weights=None, num_classes=4)
-with torch.no_grad():
-    for mod in net.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.2, 0.2)
-            mod.running_var.uniform_(0.5, 1.5)
-            mod.weight.uniform_(0.5, 1.5)
-            mod.bias.uniform_(-0.2, 0.2)
-net.eval()
-x = torch.rand(2, 3, size, size)
-with torch.no_grad():
-    y = net(x)
-sd = net.state_dict()
-path = f"{out}/{name}.pth"
-if fmt == "legacy":
-    torch.save(sd, path, _use_new_zipfile_serialization=False)
-elif fmt == "checkpoint":
-    # A training checkpoint of a DataParallel model.
-    torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in sd.items()}}, path)
-else:
-    torch.save(sd, path)
-x.numpy().tofile(f"{out}/{name}.x.bin")
-y.numpy().tofile(f"{out}/{name}.y.bin")
+out = sys.argv[1]
+for case in sys.argv[2:]:
+  name, size, fmt = case.split(":")
+  size = int(size)
+  torch.manual_seed(0)
+  net = getattr(m, name)(weights=None, num_classes=4)
+  with torch.no_grad():
+      for mod in net.modules():
+          if isinstance(mod, torch.nn.BatchNorm2d):
+              mod.running_mean.uniform_(-0.2, 0.2)
+              mod.running_var.uniform_(0.5, 1.5)
+              mod.weight.uniform_(0.5, 1.5)
+              mod.bias.uniform_(-0.2, 0.2)
+  net.eval()
+  x = torch.rand(2, 3, size, size)
+  with torch.no_grad():
+      y = net(x)
+  sd = net.state_dict()
+  path = f"{out}/{name}.pth"
+  if fmt == "legacy":
+      torch.save(sd, path, _use_new_zipfile_serialization=False)
+  elif fmt == "checkpoint":
+      # A training checkpoint of a DataParallel model.
+      torch.save({"epoch": 3, "state_dict": {"module." + k: v for k, v in sd.items()}}, path)
+  else:
+      torch.save(sd, path)
+  x.numpy().tofile(f"{out}/{name}.x.bin")
+  y.numpy().tofile(f"{out}/{name}.y.bin")
 "#;
 
 fn floats(path: &Path, shape: &[i64]) -> Tensor {
@@ -66,9 +69,16 @@ fn torch_files_load_with_torch_logits() {
     };
     let dir = common::tmp("pth");
     let out = dir.to_str().unwrap();
+    // One Python process writes every case (importing torch once).
+    let cases: Vec<String> = CASES
+        .iter()
+        .map(|(arch, size, fmt)| format!("{}:{size}:{fmt}", arch.name()))
+        .collect();
+    let mut args = vec![out];
+    args.extend(cases.iter().map(String::as_str));
+    common::run_python(&python, SCRIPT, &args);
     for &(arch, size, fmt) in CASES {
         let name = arch.name();
-        common::run_python(&python, SCRIPT, &[out, name, &size.to_string(), fmt]);
         let path = dir.join(format!("{name}.pth"));
         let net = Net::new(arch, 4, 3, size as usize, Device::Cpu).unwrap();
         let report = weights::load(&net, &path, Head::Load).unwrap();

@@ -670,7 +670,7 @@ fn server_eval(
 mod tests {
     use super::*;
     use crate::attacks::backdoor::Trigger;
-    use crate::config::{OptimizerKind, TrainConfig};
+    use crate::config::TrainConfig;
     use crate::data::augment::AugmentConfig;
     use crate::data::synthetic::{PhantomConfig, generate};
     use crate::models::{Arch, FineTune, Net};
@@ -699,14 +699,7 @@ mod tests {
     }
 
     fn local_training() -> TrainConfig {
-        TrainConfig {
-            optimizer: OptimizerKind::Adam,
-            lr: 1e-3,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            epochs: 1,
-            batch_size: 8,
-        }
+        TrainConfig::adam(1, 8)
     }
 
     fn simulate_with(

@@ -167,8 +167,6 @@ pub struct Net {
     features: Seq,
     neck: Neck,
     classifier: Seq,
-    /// Each variable's layer position in the order the model defines its layers.
-    rank: std::collections::HashMap<String, usize>,
     head_prefix: String,
     /// A TorchScript model: the whole forward pass (`features` and `classifier` are empty).
     script: Option<torchscript::Script>,
@@ -218,7 +216,6 @@ impl Net {
                 ));
             }
         };
-        let rank = definition_rank(&vs);
         // Convolution kernels in channels-last order make every activation after them
         // channels-last too. Loading weights copies values into these tensors, so the layout
         // stays.
@@ -240,7 +237,6 @@ impl Net {
             features,
             neck,
             classifier,
-            rank,
             head_prefix: arch.head_prefix().to_string(),
             script: None,
         })
@@ -258,7 +254,6 @@ impl Net {
         let vs = nn::VarStore::new(device);
         let script =
             torchscript::Script::load(path, &vs, head, num_classes, data_channels, input_size)?;
-        let rank = definition_rank(&vs);
         Ok(Net {
             vs,
             arch: Arch::TorchScript,
@@ -267,7 +262,6 @@ impl Net {
             features: Seq::default(),
             neck: Neck::Flatten,
             classifier: Seq::default(),
-            rank,
             head_prefix: format!("{head}."),
             script: Some(script),
         })
@@ -386,13 +380,14 @@ impl Net {
         };
         // Layer groups in definition order with their sizes; a layer freezes whole (weight and
         // bias).
+        let rank = definition_rank(&self.vs);
         let mut groups: BTreeMap<usize, (String, i64)> = BTreeMap::new();
         for (n, t) in &features {
             let prefix = n
                 .rsplit_once('.')
                 .map_or(n.as_str(), |(p, _)| p)
                 .to_string();
-            groups.entry(self.rank[n]).or_insert((prefix, 0)).1 += t.numel() as i64;
+            groups.entry(rank[n]).or_insert((prefix, 0)).1 += t.numel() as i64;
         }
         // The prefix of layers whose frozen share is closest to the target.
         let target = percent / 100.0 * total as f64;

@@ -515,20 +515,23 @@ fn materialize(r: &TensorRef, bytes: &[u8]) -> std::result::Result<Tensor, Strin
 /// Reads every tensor of a `torch.save`d state dict (or checkpoint holding one).
 pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let fail = |m: String| Error::data(path, m);
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let out = if raw.starts_with(b"PK\x03\x04") {
-        read_zip(&raw)
-    } else if raw.first() == Some(&0x80) {
-        read_legacy(&raw)
+    let io = |e| Error::io(path, e);
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let n = file.read(&mut magic).map_err(io)?;
+    // A zip archive is read entry by entry; only the legacy stream is read whole.
+    let out = if n == 4 && magic == *b"PK\x03\x04" {
+        read_zip(file)
+    } else if n > 0 && magic[0] == 0x80 {
+        read_legacy(&std::fs::read(path).map_err(io)?)
     } else {
         Err("not a PyTorch weight file (neither a zip archive nor a pickle)".into())
     };
     out.map_err(fail)
 }
 
-fn read_zip(raw: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, String> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(raw))
-        .map_err(|e| format!("unreadable zip archive: {e}"))?;
+fn read_zip(file: std::fs::File) -> std::result::Result<Vec<(String, Tensor)>, String> {
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("unreadable zip archive: {e}"))?;
     let pkl = zip
         .file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))
@@ -595,7 +598,7 @@ fn read_legacy(raw: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, String>
     };
     let refs = state_dict(top)?;
     let kinds: HashMap<&str, Kind> = refs.iter().map(|(_, r)| (r.key.as_str(), r.kind)).collect();
-    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut storages: HashMap<String, &[u8]> = HashMap::new();
     let mut pos = m.pos;
     for key in keys {
         let kind = *kinds
@@ -609,7 +612,7 @@ fn read_legacy(raw: &[u8]) -> std::result::Result<Vec<(String, Tensor)>, String>
         let bytes = raw
             .get(pos + 8..pos + 8 + len)
             .ok_or("legacy file truncated in its storages")?;
-        storages.insert(key, bytes.to_vec());
+        storages.insert(key, bytes);
         pos += 8 + len;
     }
     refs.into_iter()

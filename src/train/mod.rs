@@ -219,14 +219,7 @@ mod tests {
         let net = Net::new(Arch::SmallCnn, 4, 1, 28, Device::Cpu).unwrap();
         let norm = Normalizer::from_set(&data.train);
         let (_, before) = evaluate(&net, &data.test, &norm);
-        let cfg = TrainConfig {
-            optimizer: OptimizerKind::Adam,
-            lr: 1e-3,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            epochs: 6,
-            batch_size: 16,
-        };
+        let cfg = TrainConfig::adam(6, 16);
         let hist = fit(
             &net,
             &data.train,
@@ -268,12 +261,8 @@ mod tests {
             .map(|(n, t)| (n, t.copy()))
             .collect();
         let cfg = TrainConfig {
-            optimizer: OptimizerKind::Adam,
             lr: 1e-2,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            epochs: 1,
-            batch_size: 8,
+            ..TrainConfig::adam(1, 8)
         };
         let norm = Normalizer::from_set(&data.train);
         fit(
