@@ -173,7 +173,8 @@ pub struct ModelConfig {
     #[serde(default)]
     pub init: Init,
     /// Backbone weights file to start from (safetensors, or a PyTorch `.pth`/`.pt` state
-    /// dict); made by `[pretrain]` when absent.
+    /// dict); made by `[pretrain]` when absent. `{arch}` in the path stands for the model's
+    /// name, so one line serves a grid over models (`imagenet/{arch}.pth`).
     #[serde(default)]
     pub weights: Option<PathBuf>,
     /// TorchScript module file, for `arch = "torchscript"`.
@@ -196,6 +197,13 @@ pub enum Init {
 }
 
 impl ModelConfig {
+    /// `weights` with `{arch}` replaced by the model's name.
+    pub fn weights_path(&self) -> Option<PathBuf> {
+        self.weights
+            .as_ref()
+            .map(|w| PathBuf::from(w.to_string_lossy().replace("{arch}", self.arch.name())))
+    }
+
     /// What the model is built from (validated: a script comes with its head).
     pub fn recipe(&self) -> crate::models::Recipe {
         crate::models::Recipe {
@@ -276,6 +284,10 @@ pub struct PretrainConfig {
     /// Trusted data the backbone learns from; it never contains a trigger.
     pub data: DataConfig,
     pub train: TrainConfig,
+    /// Seed of the backbone's training (default: the experiment's). Fix it so that the repetition
+    /// seeds of a grid fine-tune one shared backbone, as repetitions share ImageNet weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -670,6 +682,27 @@ epochs = 1
         assert_eq!(cells[1].experiment.train.lr, 0.01);
         assert_eq!(cells[3].experiment.model.arch, Arch::ThesisCnn);
         assert_eq!(cells[1].id(), "arch=small_cnn,lr=0.01");
+    }
+
+    #[test]
+    fn weights_path_names_each_model_of_a_grid() {
+        let text = format!("{BASE}\n[grid]\n\"model.arch\" = [\"vgg16\", \"mobilenet_v2\"]\n")
+            .replace(
+                "arch = \"small_cnn\"",
+                "arch = \"small_cnn\"\nweights = \"imagenet/{arch}.pth\"",
+            );
+        let cells = parse(&text, "x.toml").unwrap();
+        let paths: Vec<PathBuf> = cells
+            .iter()
+            .map(|c| c.experiment.model.weights_path().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from("imagenet/vgg16.pth"),
+                PathBuf::from("imagenet/mobilenet_v2.pth")
+            ]
+        );
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct Summary {
     pub config: Experiment,
     pub seed: u64,
     pub elapsed_s: f64,
+    /// Seconds spent training this cell's model (not its baseline or backbone).
+    #[serde(default)]
+    pub train_s: f64,
     pub fingerprint: String,
 }
 
@@ -91,6 +94,8 @@ struct Outcome {
     poison: Option<PoisonReport>,
     train_size: usize,
     val_size: usize,
+    /// Seconds spent training (centralized epochs or federated rounds), without evaluation.
+    train_s: f64,
 }
 
 /// Loaded datasets shared by the cells of one invocation.
@@ -177,6 +182,13 @@ fn seed_all(seed: u64) {
     tch::manual_seed(seed as i64);
 }
 
+fn pretrain_seed(exp: &Experiment) -> u64 {
+    exp.pretrain
+        .as_ref()
+        .and_then(|p| p.seed)
+        .unwrap_or(exp.seed)
+}
+
 /// Trains a backbone on trusted data and saves it (safetensors); returns the file.
 pub fn pretrain(
     exp: &Experiment,
@@ -189,8 +201,9 @@ pub fn pretrain(
         .as_ref()
         .ok_or_else(|| Error::Invalid("the experiment has no `[pretrain]` table".into()))?;
     let device = exp.device.device()?;
-    let ds = ctx.dataset(&p.data, opts.data_root.as_deref(), exp.seed)?;
-    seed_all(exp.seed ^ 0x7072);
+    let seed = pretrain_seed(exp);
+    let ds = ctx.dataset(&p.data, opts.data_root.as_deref(), seed)?;
+    seed_all(seed ^ 0x7072);
     let net = exp.model.recipe().build(
         ds.train.num_classes(),
         ds.train.channels,
@@ -206,7 +219,7 @@ pub fn pretrain(
         &norm,
         &p.train,
         &p.data.augment,
-        exp.seed,
+        seed,
         &label,
     )?;
     let (_, pred) = train::evaluate(&net, &ds.test, &norm);
@@ -272,17 +285,18 @@ fn backbone(exp: &Experiment, ctx: &mut Context, opts: &RunOptions) -> Result<Op
     if exp.model.init != Init::Pretrained {
         return Ok(None);
     }
-    if let Some(w) = &exp.model.weights {
-        let w = data::resolve(w, opts.data_root.as_deref());
+    if let Some(w) = exp.model.weights_path() {
+        let w = data::resolve(&w, opts.data_root.as_deref());
         if !w.is_file() {
             return Err(Error::data(&w, "`model.weights` file not found"));
         }
         return Ok(Some(w));
     }
+    let seed = pretrain_seed(exp);
     // A TorchScript model's file is part of what the backbone is.
     let key = match &exp.model.script {
-        None => config::fingerprint(&(exp.model.arch, &exp.pretrain, exp.seed)),
-        Some(script) => config::fingerprint(&(exp.model.arch, &exp.pretrain, exp.seed, script)),
+        None => config::fingerprint(&(exp.model.arch, &exp.pretrain, seed)),
+        Some(script) => config::fingerprint(&(exp.model.arch, &exp.pretrain, seed, script)),
     };
     let path = opts
         .out
@@ -336,6 +350,7 @@ fn train_and_evaluate(
     };
     let (net, frozen_fraction) = initial_net(exp, ds, backbone)?;
     let norm = Normalizer::new(exp.data.normalize, &train_set);
+    let start = Instant::now();
     let history = fit_with_bar(
         &net,
         &train_set,
@@ -346,6 +361,7 @@ fn train_and_evaluate(
         exp.seed,
         label,
     )?;
+    let train_s = start.elapsed().as_secs_f64();
     let (test_loss, pred) = train::evaluate(&net, &ds.test, &norm);
     let clean = ClassificationReport::new(&pred, &ds.test.labels, ds.test.num_classes());
     let triggered_pred =
@@ -362,6 +378,7 @@ fn train_and_evaluate(
         poison,
         train_size: train_set.len(),
         val_size: val_set.len(),
+        train_s,
     })
 }
 
@@ -421,6 +438,8 @@ fn federated_train_and_evaluate(
     });
     tch::set_num_threads(prev_threads);
     let sim = sim?;
+    // The federation's wall time (its rounds include the server's per-round evaluation).
+    let train_s = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let last = sim.rounds.last().expect("at least one round");
     progress::status(format!(
@@ -517,6 +536,7 @@ fn federated_train_and_evaluate(
         poison,
         train_size,
         val_size,
+        train_s,
     })
 }
 
@@ -823,6 +843,7 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         config: exp.clone(),
         seed: exp.seed,
         elapsed_s: start.elapsed().as_secs_f64(),
+        train_s: out.train_s,
         fingerprint: fp,
     };
     report::write_json(&file, &summary)?;
@@ -896,31 +917,14 @@ const RESULT_COLUMNS: [&str; 23] = [
 ];
 
 pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> {
-    let param_keys: Vec<String> = {
-        let mut keys: Vec<String> = Vec::new();
-        for s in cells {
-            for k in s.params.keys() {
-                if !keys.contains(k) {
-                    keys.push(k.clone());
-                }
-            }
-        }
-        keys
-    };
+    let param_keys = report::param_keys(cells.iter().map(|s| &s.params));
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
     let mut header: Vec<String> = param_keys.clone();
     header.extend(RESULT_COLUMNS.iter().map(|s| s.to_string()));
     let rows: Vec<Vec<String>> = cells
         .iter()
         .map(|s| {
-            let mut r: Vec<String> = param_keys
-                .iter()
-                .map(|k| match s.params.get(k) {
-                    Some(serde_json::Value::String(v)) => v.clone(),
-                    Some(v) => v.to_string(),
-                    None => String::new(),
-                })
-                .collect();
+            let mut r = report::param_values(&param_keys, &s.params);
             let fed = s.federation.as_ref();
             r.extend([
                 s.cell.clone(),
@@ -967,6 +971,11 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
         .collect();
     report::write_csv(&out.join("results.csv"), &header, &rows)?;
     crate::figures::sweep_figures(out, cells)?;
+    let settings = crate::repetitions::settings(cells);
+    if crate::repetitions::repeated(&settings) {
+        crate::repetitions::write_csv(&out.join("mean_std.csv"), &settings)?;
+    }
+    crate::figures::freeze_figure(out, &settings)?;
     report::write_json(
         &out.join("summary.json"),
         &serde_json::json!({ "elapsed_s": elapsed, "cells": cells }),

@@ -1,9 +1,11 @@
 //! SVG figures in the thesis' style: clean accuracy and ASR against the poison rate with one
 //! line per number of malicious clients (one figure per model × strategy × partition), and the
-//! partition bar chart (samples per class per client).
+//! partition bar chart (samples per class per client), and accuracy against the frozen share of
+//! the backbone per model.
 
 use crate::error::{Error, Result};
 use crate::experiment::Summary;
+use crate::repetitions::Setting;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,11 +114,18 @@ type Lines = BTreeMap<usize, Vec<(f64, f64)>>;
 /// (model, fine-tuning, partition) → (ASR lines, clean-accuracy lines, baseline accuracies).
 type Groups = BTreeMap<(String, String, String), (Lines, Lines, Vec<f64>)>;
 
-fn line_panel(
+/// Axes of a line panel: x label, y label, and how a line's key is named in the legend.
+struct Axes<'a, K> {
+    x: &'a str,
+    y: &'a str,
+    name: &'a dyn Fn(&K) -> String,
+}
+
+fn line_panel<K: Ord>(
     area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
     title: &str,
-    y_desc: &str,
-    lines: &Lines,
+    axes: &Axes<K>,
+    lines: &BTreeMap<K, Vec<(f64, f64)>>,
     reference: Option<f64>,
     path: &Path,
 ) -> Result<()> {
@@ -135,8 +144,8 @@ fn line_panel(
     chart
         .configure_mesh()
         .light_line_style(WHITE)
-        .x_desc("poison rate")
-        .y_desc(y_desc)
+        .x_desc(axes.x)
+        .y_desc(axes.y)
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(err)?;
@@ -147,7 +156,7 @@ fn line_panel(
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
             .map_err(err)?
-            .label(format!("{m} malicious"))
+            .label((axes.name)(m))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
@@ -214,11 +223,24 @@ pub fn sweep_figures(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
             root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
             let (left, right) = root.split_horizontally(480);
             let title = format!("{model}, {ft}, {part}");
-            line_panel(&left, &format!("ASR — {title}"), "ASR %", &asr, None, &path)?;
+            let name = |m: &usize| format!("{m} malicious");
+            let axes = |y| Axes {
+                x: "poison rate",
+                y,
+                name: &name,
+            };
+            line_panel(
+                &left,
+                &format!("ASR — {title}"),
+                &axes("ASR %"),
+                &asr,
+                None,
+                &path,
+            )?;
             line_panel(
                 &right,
                 &format!("Clean accuracy — {title}"),
-                "clean accuracy %",
+                &axes("clean accuracy %"),
                 &acc,
                 baseline,
                 &path,
@@ -228,6 +250,44 @@ pub fn sweep_figures(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// `<out>/figures/freeze.svg`: accuracy and F1 (means over seeds) against the frozen share of
+/// the backbone, one line per model (the thesis' model comparison). Written only when each
+/// model ran with several freezing levels and nothing else varies; returns the file if written.
+pub fn freeze_figure(out: &Path, settings: &[Setting]) -> Result<Option<PathBuf>> {
+    let mut acc: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut f1: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for s in settings {
+        let pts = acc.entry(s.model.clone()).or_default();
+        if pts.iter().any(|p| p.0 == s.freeze_percent) {
+            return Ok(None);
+        }
+        pts.push((s.freeze_percent, 100.0 * s.clean_accuracy.mean));
+        f1.entry(s.model.clone())
+            .or_default()
+            .push((s.freeze_percent, 100.0 * s.f1_macro.mean));
+    }
+    if acc.is_empty() || acc.values().any(|p| p.len() < 2) {
+        return Ok(None);
+    }
+    let path = out.join("figures").join("freeze.svg");
+    ensure_parent(&path)?;
+    {
+        let root = SVGBackend::new(&path, (960, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
+        let (left, right) = root.split_horizontally(480);
+        let name = |m: &String| m.clone();
+        let axes = |y| Axes {
+            x: "backbone frozen %",
+            y,
+            name: &name,
+        };
+        line_panel(&left, "Accuracy", &axes("accuracy %"), &acc, None, &path)?;
+        line_panel(&right, "Macro F1", &axes("F1 %"), &f1, None, &path)?;
+        root.present().map_err(|e| plot_err(&path, e))?;
+    }
+    Ok(Some(path))
 }
 
 /// The defense over rounds: the clients' mean training loss (top, with the rounds in which

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod privacy;
 pub mod progress;
+pub mod repetitions;
 pub mod report;
 pub mod train;
 

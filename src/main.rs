@@ -65,6 +65,14 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Summarize a dataset (an image folder or a MedMNIST-style .npz): classes, images per class
+    /// and split, image sizes and colour, unreadable files, duplicates within and across splits.
+    Inspect {
+        path: PathBuf,
+        /// Also write the summary as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,11 +90,120 @@ enum DataCommand {
         #[arg(long, default_value_t = 150)]
         test_per_class: usize,
     },
+    /// Download a MedMNIST 2D set (28×28 .npz) and verify its MD5; an interrupted download
+    /// resumes where it stopped when the command runs again.
+    Fetch {
+        /// The set, e.g. pneumoniamnist, breastmnist, pathmnist (`--list` names them all).
+        #[arg(required_unless_present = "list")]
+        flag: Option<String>,
+        /// Folder the file is written to (as <out>/<flag>.npz).
+        #[arg(long, default_value = "data")]
+        out: PathBuf,
+        /// Where <flag>.npz is downloaded from (a mirror of the official record).
+        #[arg(long, default_value = fedsentry::data::medmnist::BASE_URL)]
+        base_url: String,
+        /// Expected MD5 when the mirror holds another release than the official one.
+        #[arg(long)]
+        md5: Option<String>,
+        /// List the sets with their sizes and licenses.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+/// `fedsentry data fetch`: one MedMNIST file, with a byte progress bar.
+fn fetch(flag: &str, out: &std::path::Path, base_url: &str, md5: Option<&str>) -> Result<()> {
+    use fedsentry::data::{fetch, medmnist};
+    let set = medmnist::find(flag).with_context(|| {
+        format!(
+            "unknown MedMNIST set `{flag}`; the 2D sets are: {}",
+            medmnist::flags()
+        )
+    })?;
+    let md5 = md5.unwrap_or(set.md5);
+    anyhow::ensure!(
+        md5.len() == 32 && md5.chars().all(|c| c.is_ascii_hexdigit()),
+        "--md5 must be 32 hex digits, got `{md5}`"
+    );
+    let dest = out.join(set.file_name());
+    let url = format!(
+        "{}/{}?download=1",
+        base_url.trim_end_matches('/'),
+        set.file_name()
+    );
+    let pb = fedsentry::progress::bytes_bar(set.file_name());
+    let result = fetch::download(&url, &dest, md5, &mut |done, total| {
+        if let Some(t) = total {
+            pb.set_length(t);
+        }
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    match result? {
+        fetch::Fetched::AlreadyPresent => {
+            println!("{} is already here (MD5 {md5} verified)", dest.display())
+        }
+        fetch::Fetched::Downloaded {
+            bytes,
+            resumed_from,
+        } => {
+            let resumed = if resumed_from > 0 {
+                format!(", resumed after {resumed_from}")
+            } else {
+                String::new()
+            };
+            println!(
+                "{}: {bytes} bytes{resumed}, MD5 {md5} verified ({}, {})",
+                dest.display(),
+                set.license,
+                url
+            );
+        }
+    }
+    Ok(())
+}
+
+fn list_medmnist() {
+    let rows: Vec<Vec<String>> = fedsentry::data::medmnist::SETS
+        .iter()
+        .map(|s| {
+            vec![
+                s.flag.to_string(),
+                s.classes.len().to_string(),
+                if s.channels == 1 { "gray" } else { "colour" }.to_string(),
+                format!("{} / {} / {}", s.samples[0], s.samples[1], s.samples[2]),
+                if s.multi_label { "multi-label" } else { "" }.to_string(),
+                s.license.to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        fedsentry::report::table(
+            &[
+                "set",
+                "classes",
+                "colour",
+                "train / val / test",
+                "",
+                "license"
+            ],
+            &rows
+        )
+    );
 }
 
 fn run_and_print(cells: &[config::Cell], opts: &RunOptions) -> Result<()> {
     let summaries = experiment::run_cells(cells, opts)?;
     println!("{}", experiment::results_table(&summaries));
+    let settings = fedsentry::repetitions::settings(&summaries);
+    if fedsentry::repetitions::repeated(&settings) {
+        println!(
+            "\nMean ± std over seeds:\n{}",
+            fedsentry::repetitions::table(&settings)
+        );
+        println!("mean ± std: {}", opts.out.join("mean_std.csv").display());
+    }
     println!("\nresults: {}", opts.out.join("results.csv").display());
     Ok(())
 }
@@ -201,6 +318,29 @@ fn dispatch(cli: Cli) -> Result<()> {
                 );
                 Ok(())
             }
+            DataCommand::Fetch {
+                flag,
+                out,
+                base_url,
+                md5,
+                list,
+            } => {
+                if list {
+                    list_medmnist();
+                    return Ok(());
+                }
+                let flag = flag.expect("clap requires it without --list");
+                fetch(&flag, &out, &base_url, md5.as_deref())
+            }
         },
+        Command::Inspect { path, json } => {
+            let summary = fedsentry::data::inspect::inspect(&path)?;
+            print!("{}", summary.render());
+            if let Some(j) = json {
+                fedsentry::report::write_json(&j, &summary)?;
+                println!("\nsummary: {}", j.display());
+            }
+            Ok(())
+        }
     }
 }

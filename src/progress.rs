@@ -21,6 +21,20 @@ pub fn bar_of(len: u64, prefix: String, unit: &str) -> ProgressBar {
     pb
 }
 
+/// A bar counting downloaded bytes (its length is set once the server tells it).
+pub fn bytes_bar(prefix: String) -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta_precise}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
 /// One line of status on stderr, kept out of the way of progress bars.
 pub fn status(msg: impl AsRef<str>) {
     eprintln!("{}", msg.as_ref());

@@ -29,6 +29,32 @@ fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
     w.into_inner().expect("in-memory csv")
 }
 
+type Params = serde_json::Map<String, serde_json::Value>;
+
+/// Grid parameters as CSV columns: every key any row has, in first-seen order.
+pub fn param_keys<'a>(rows: impl IntoIterator<Item = &'a Params>) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for p in rows {
+        for k in p.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+/// One row's values for `keys`: strings bare, numbers as written, missing ones empty.
+pub fn param_values(keys: &[String], params: &Params) -> Vec<String> {
+    keys.iter()
+        .map(|k| match params.get(k) {
+            Some(serde_json::Value::String(v)) => v.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        })
+        .collect()
+}
+
 pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
     write_atomic(path, &csv_bytes(header, rows))
 }

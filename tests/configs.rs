@@ -37,4 +37,28 @@ fn shipped_configs_are_valid() {
     let real = mad[0].resolved(Some(Path::new("../shared/data")));
     assert_eq!(real.experiment.data.classes, vec!["normal", "pneumonia"]);
     assert!(mad[0].resolved(None).experiment.data.real.is_some());
+    // Tables 4.2–4.5: 7 models × 5 freezing levels × 3 seeds, on CPU and GPU scale.
+    for (file, device) in [
+        ("thesis_model_comparison.toml", "auto"),
+        ("thesis_model_comparison_gpu.toml", "cuda"),
+    ] {
+        let cells = fedsentry::config::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("configs")
+                .join(file),
+        )
+        .unwrap();
+        assert_eq!(cells.len(), 7 * 5 * 3, "{file}");
+        let e = &cells[5 * 3 - 1].experiment;
+        assert_eq!(
+            (e.model.arch.name(), e.model.freeze_percent, e.seed),
+            ("alexnet", Some(100.0), 3),
+            "{file}"
+        );
+        assert_eq!(
+            serde_json::to_value(e.device).unwrap().as_str(),
+            Some(device),
+            "{file}"
+        );
+    }
 }

@@ -55,3 +55,50 @@ fn brain_mri_folder_reports_leaked_duplicates() {
     // 1311 test files minus the leaked ones (dropped by default).
     assert_eq!(ds.test.len(), 1311 - 216);
 }
+
+#[test]
+fn inspect_finds_the_brain_mri_leak_and_medmnist_counts() {
+    let Some(root) = shared() else { return };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fedsentry"))
+        .args(["inspect"])
+        .arg(root.join("brain_tumor_mri"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("4 classes"), "{text}");
+    // The loader's leak check (above) finds the same 216 test images.
+    assert!(
+        text.contains("Testing images also in Training: 216 byte-identical"),
+        "{text}"
+    );
+    assert!(text.contains("Unreadable files: none"), "{text}");
+
+    let s =
+        fedsentry::data::inspect::inspect(&root.join("pneumoniamnist/pneumoniamnist.npz")).unwrap();
+    assert_eq!(s.classes, ["normal", "pneumonia"]);
+    let counts: Vec<(&str, &[usize])> = s
+        .splits
+        .iter()
+        .map(|x| (x.name.as_str(), x.per_class.as_slice()))
+        .collect();
+    // SOURCES.md: train 1214/3494, val 135/389, test 234/390; 8 train images repeat in val.
+    assert_eq!(
+        counts,
+        [
+            ("train", &[1214, 3494][..]),
+            ("val", &[135, 389][..]),
+            ("test", &[234, 390][..])
+        ]
+    );
+    let val_in_train = s
+        .overlaps
+        .iter()
+        .find(|o| o.split == "val" && o.other == "train")
+        .unwrap();
+    assert_eq!(val_in_train.pixel_identical, 8);
+}

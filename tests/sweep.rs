@@ -64,6 +64,50 @@ fn finished_cells(out: &Path) -> Vec<String> {
     v
 }
 
+fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap().clone();
+    r.records()
+        .map(|row| {
+            header
+                .iter()
+                .map(String::from)
+                .zip(row.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// mean_std.csv: one row per (malicious, rate) with both seeds, means matching results.csv.
+fn check_mean_std(out: &Path) {
+    let cells = read_csv(&out.join("results.csv"));
+    let settings = read_csv(&out.join("mean_std.csv"));
+    assert_eq!(settings.len(), 4);
+    for s in &settings {
+        assert_eq!(s["seeds"], "11 12");
+        let accs: Vec<f64> = cells
+            .iter()
+            .filter(|c| {
+                c["federation.malicious.count"] == s["federation.malicious.count"]
+                    && c["attack.rate"] == s["attack.rate"]
+            })
+            .map(|c| c["clean_accuracy"].parse().unwrap())
+            .collect();
+        assert_eq!(accs.len(), 2);
+        let mean: f64 = s["clean_accuracy_mean"].parse().unwrap();
+        let std: f64 = s["clean_accuracy_std"].parse().unwrap();
+        assert!(
+            (mean - (accs[0] + accs[1]) / 2.0).abs() < 1e-5,
+            "{s:?} {accs:?}"
+        );
+        assert!(
+            (std - (accs[0] - accs[1]).abs() / 2f64.sqrt()).abs() < 1e-5,
+            "{s:?}"
+        );
+        assert!(s["train_s_mean"].parse::<f64>().unwrap() > 0.0);
+    }
+}
+
 #[test]
 fn killed_sweep_resumes_to_identical_results() {
     let dir = tmp("kill");
@@ -71,8 +115,10 @@ fn killed_sweep_resumes_to_identical_results() {
     std::fs::write(&cfg, SWEEP).unwrap();
 
     let whole = dir.join("whole");
-    run(&cfg, &whole);
+    let printed = run(&cfg, &whole);
     assert_eq!(finished_cells(&whole).len(), 8);
+    check_mean_std(&whole);
+    assert!(String::from_utf8_lossy(&printed.stdout).contains("Mean ± std over seeds"));
 
     // Kill -9 once two cells are finished.
     let part = dir.join("part");

@@ -5,7 +5,10 @@
 
 pub mod augment;
 pub mod duplicates;
+pub mod fetch;
 pub mod folder;
+pub mod inspect;
+pub mod medmnist;
 pub mod npz;
 pub mod preprocess;
 pub mod roi;

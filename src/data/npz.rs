@@ -7,17 +7,12 @@ use crate::error::{Error, Result};
 use npyz::npz::NpzArchive;
 use std::path::Path;
 
-/// Class names of the MedMNIST 2D sets used here, by file stem.
+/// Class names of a MedMNIST 2D set, by file stem (`pneumoniamnist`).
 pub fn known_classes(stem: &str) -> Option<Vec<String>> {
-    let names: &[&str] = match stem {
-        "pneumoniamnist" => &["normal", "pneumonia"],
-        "breastmnist" => &["malignant", "normal_benign"],
-        _ => return None,
-    };
-    Some(names.iter().map(|s| s.to_string()).collect())
+    super::medmnist::find(stem).map(|s| s.class_names())
 }
 
-fn read_u8(
+pub(super) fn read_u8(
     archive: &mut NpzArchive<std::io::BufReader<std::fs::File>>,
     path: &Path,
     key: &str,

@@ -157,6 +157,15 @@ impl FineTune {
             FineTune::PartialFreeze(p) => format!("freeze{p}"),
         }
     }
+
+    /// The share of the backbone asked to be frozen, in percent.
+    pub fn percent(&self) -> f64 {
+        match self {
+            FineTune::Full => 0.0,
+            FineTune::ClassifierOnly => 100.0,
+            FineTune::PartialFreeze(p) => *p,
+        }
+    }
 }
 
 pub struct Net {
@@ -368,16 +377,12 @@ impl Net {
             .filter(|(n, _)| !n.starts_with(head))
             .collect();
         let total: i64 = features.iter().map(|(_, t)| t.numel() as i64).sum();
-        let percent = match strategy {
-            FineTune::Full => 0.0,
-            FineTune::ClassifierOnly => 100.0,
-            FineTune::PartialFreeze(p) if (0.0..=100.0).contains(&p) => p,
-            FineTune::PartialFreeze(p) => {
-                return Err(Error::Invalid(format!(
-                    "freeze percentage must be within 0..=100, got {p}"
-                )));
-            }
-        };
+        let percent = strategy.percent();
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(Error::Invalid(format!(
+                "freeze percentage must be within 0..=100, got {percent}"
+            )));
+        }
         // Layer groups in definition order with their sizes; a layer freezes whole (weight and
         // bias).
         let rank = definition_rank(&self.vs);
