@@ -753,11 +753,13 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         return Ok(s);
     }
     let start = Instant::now();
+    // A missing GPU or weights file is reported before any data is loaded.
+    exp.device.device()?;
+    let backbone = backbone(exp, ctx, opts)?;
     let ds = ctx.dataset(&exp.data, opts.data_root.as_deref(), exp.seed)?;
     if let Some(a) = &exp.attack {
         a.validate(&ds.train.classes)?;
     }
-    let backbone = backbone(exp, ctx, opts)?;
     let (baseline_accuracy, baseline_asr) = match &exp.attack {
         Some(_) => {
             let (a, b) = baseline(exp, &ds, backbone.as_deref(), opts, label)?;
