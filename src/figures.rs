@@ -114,11 +114,13 @@ type Lines = BTreeMap<usize, Vec<(f64, f64)>>;
 /// (model, fine-tuning, partition) → (ASR lines, clean-accuracy lines, baseline accuracies).
 type Groups = BTreeMap<(String, String, String), (Lines, Lines, Vec<f64>)>;
 
-/// Axes of a line panel: x label, y label, and how a line's key is named in the legend.
+/// Axes of a line panel: x label, y label, how a line's key is named in the legend, and where
+/// the legend sits (where the lines are not).
 struct Axes<'a, K> {
     x: &'a str,
     y: &'a str,
     name: &'a dyn Fn(&K) -> String,
+    legend: SeriesLabelPosition,
 }
 
 fn line_panel<K: Ord>(
@@ -174,7 +176,7 @@ fn line_panel<K: Ord>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(axes.legend.clone())
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -228,6 +230,7 @@ pub fn sweep_figures(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
                 x: "poison rate",
                 y,
                 name: &name,
+                legend: SeriesLabelPosition::LowerRight,
             };
             line_panel(
                 &left,
@@ -278,10 +281,12 @@ pub fn freeze_figure(out: &Path, settings: &[Setting]) -> Result<Option<PathBuf>
         root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
         let (left, right) = root.split_horizontally(480);
         let name = |m: &String| m.clone();
+        // Accuracy falls as more is frozen: the upper right stays free.
         let axes = |y| Axes {
             x: "backbone frozen %",
             y,
             name: &name,
+            legend: SeriesLabelPosition::UpperRight,
         };
         line_panel(&left, "Accuracy", &axes("accuracy %"), &acc, None, &path)?;
         line_panel(&right, "Macro F1", &axes("F1 %"), &f1, None, &path)?;
