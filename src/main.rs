@@ -114,23 +114,10 @@ enum DataCommand {
 /// `fedsentry data fetch`: one MedMNIST file, with a byte progress bar.
 fn fetch(flag: &str, out: &std::path::Path, base_url: &str, md5: Option<&str>) -> Result<()> {
     use fedsentry::data::{fetch, medmnist};
-    let set = medmnist::find(flag).with_context(|| {
-        format!(
-            "unknown MedMNIST set `{flag}`; the 2D sets are: {}",
-            medmnist::flags()
-        )
-    })?;
+    let set = medmnist::lookup(flag)?;
     let md5 = md5.unwrap_or(set.md5);
-    anyhow::ensure!(
-        md5.len() == 32 && md5.chars().all(|c| c.is_ascii_hexdigit()),
-        "--md5 must be 32 hex digits, got `{md5}`"
-    );
     let dest = out.join(set.file_name());
-    let url = format!(
-        "{}/{}?download=1",
-        base_url.trim_end_matches('/'),
-        set.file_name()
-    );
+    let url = set.url(base_url);
     let pb = fedsentry::progress::bytes_bar(set.file_name());
     let result = fetch::download(&url, &dest, md5, &mut |done, total| {
         if let Some(t) = total {
@@ -161,36 +148,6 @@ fn fetch(flag: &str, out: &std::path::Path, base_url: &str, md5: Option<&str>) -
         }
     }
     Ok(())
-}
-
-fn list_medmnist() {
-    let rows: Vec<Vec<String>> = fedsentry::data::medmnist::SETS
-        .iter()
-        .map(|s| {
-            vec![
-                s.flag.to_string(),
-                s.classes.len().to_string(),
-                if s.channels == 1 { "gray" } else { "colour" }.to_string(),
-                format!("{} / {} / {}", s.samples[0], s.samples[1], s.samples[2]),
-                if s.multi_label { "multi-label" } else { "" }.to_string(),
-                s.license.to_string(),
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        fedsentry::report::table(
-            &[
-                "set",
-                "classes",
-                "colour",
-                "train / val / test",
-                "",
-                "license"
-            ],
-            &rows
-        )
-    );
 }
 
 fn run_and_print(cells: &[config::Cell], opts: &RunOptions) -> Result<()> {
@@ -326,7 +283,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 list,
             } => {
                 if list {
-                    list_medmnist();
+                    println!("{}", fedsentry::data::medmnist::table());
                     return Ok(());
                 }
                 let flag = flag.expect("clap requires it without --list");

@@ -61,6 +61,11 @@ pub fn download(
     md5: &str,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Fetched> {
+    if md5.len() != 32 || !md5.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::Invalid(format!(
+            "an MD5 is 32 hex digits, got `{md5}`"
+        )));
+    }
     let md5 = md5.to_ascii_lowercase();
     if dest.is_file() {
         let have = md5_file(dest)?;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+/// A folder's entries, sorted, without hidden ones.
+pub(super) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))

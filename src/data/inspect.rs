@@ -2,7 +2,7 @@
 //! class and split, image sizes and colour, unreadable files, and images shared between splits
 //! (train/test leakage inflates every accuracy measured on such a test set).
 
-use super::duplicates::{Hash, hash_bytes};
+use super::duplicates::{Hash, hash_bytes, hash_pixels};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -68,19 +68,10 @@ pub fn inspect(path: &Path) -> Result<DatasetSummary> {
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && !is_hidden(p))
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-fn is_hidden(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+    Ok(super::folder::list_dir(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect())
 }
 
 fn name_of(p: &Path) -> String {
@@ -126,32 +117,31 @@ fn inspect_folder(root: &Path) -> Result<DatasetSummary> {
             if !cdir.is_dir() {
                 continue;
             }
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(&cdir)
-                .map_err(|e| Error::io(&cdir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && !is_hidden(p))
-                .collect();
-            entries.sort();
-            files.extend(entries.into_iter().map(|p| (p, ci)));
+            files.extend(
+                super::folder::list_dir(&cdir)?
+                    .into_iter()
+                    .filter(|p| p.is_file())
+                    .map(|p| (p, ci)),
+            );
         }
         let decoded: Vec<std::result::Result<Item, (String, String)>> = files
             .par_iter()
             .map(|(p, class)| {
                 let rel = p.strip_prefix(root).unwrap_or(p).display().to_string();
                 let bytes = std::fs::read(p).map_err(|e| (rel.clone(), e.to_string()))?;
-                let img = image::load_from_memory(&bytes).map_err(|e| (rel, e.to_string()))?;
-                let channels = if img.color().has_color() { 3 } else { 1 };
-                let raw = if channels == 3 {
-                    img.to_rgb8().into_raw()
-                } else {
-                    img.to_luma8().into_raw()
-                };
+                let (chw, channels, w, h) = super::folder::decode(p, &bytes).map_err(|e| {
+                    let why = match e {
+                        Error::Data { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    (rel, why)
+                })?;
                 Ok(Item {
                     class: *class,
-                    size: (img.width() as usize, img.height() as usize),
+                    size: (w, h),
                     channels,
                     bytes: Some(hash_bytes(&bytes)),
-                    pixels: pixel_hash(&raw, img.width() as usize, img.height() as usize),
+                    pixels: hash_pixels(&chw),
                 })
             })
             .collect();
@@ -174,14 +164,6 @@ fn inspect_folder(root: &Path) -> Result<DatasetSummary> {
         overlaps: overlaps(&summaries, &items_by_split),
         splits: summaries,
     })
-}
-
-fn pixel_hash(raw: &[u8], w: usize, h: usize) -> Hash {
-    let mut v = Vec::with_capacity(raw.len() + 16);
-    v.extend_from_slice(&(w as u64).to_le_bytes());
-    v.extend_from_slice(&(h as u64).to_le_bytes());
-    v.extend_from_slice(raw);
-    hash_bytes(&v)
 }
 
 fn split_summary(
@@ -278,16 +260,7 @@ fn inspect_npz(path: &Path) -> Result<DatasetSummary> {
     for s in &splits {
         let (shape, pixels) = super::npz::read_u8(&mut archive, path, &format!("{s}_images"))?;
         let (lshape, labels) = super::npz::read_u8(&mut archive, path, &format!("{s}_labels"))?;
-        let (n, h, w, c) = match shape[..] {
-            [n, h, w] => (n as usize, h as usize, w as usize, 1),
-            [n, h, w, 3] => (n as usize, h as usize, w as usize, 3),
-            _ => {
-                return Err(Error::data(
-                    path,
-                    format!("`{s}_images` has shape {shape:?}, expected (N,H,W) or (N,H,W,3)"),
-                ));
-            }
-        };
+        let (n, h, w, c) = super::npz::image_dims(path, s, &shape)?;
         let width = match lshape[..] {
             [m] if m as usize == n => 1,
             [m, k] if m as usize == n => k as usize,
@@ -333,7 +306,7 @@ fn inspect_npz(path: &Path) -> Result<DatasetSummary> {
                 size: (w, h),
                 channels: c,
                 bytes: None,
-                pixels: pixel_hash(&pixels[i * per..(i + 1) * per], w, h),
+                pixels: hash_bytes(&pixels[i * per..(i + 1) * per]),
             })
             .collect();
         let per_class = if width == 1 {

@@ -1,6 +1,8 @@
 //! The MedMNIST v2 2D collection (28×28): each set's file, MD5 and class names, as published
 //! with the official release (Yang et al., Scientific Data 2023; Zenodo record 10519652).
 
+use crate::error::{Error, Result};
+
 /// Where `fedsentry data fetch` downloads `<flag>.npz` from by default.
 pub const BASE_URL: &str = "https://zenodo.org/records/10519652/files";
 
@@ -26,6 +28,15 @@ impl MedMnist {
 
     pub fn class_names(&self) -> Vec<String> {
         self.classes.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The file's address under `base_url` (the official record or a mirror of it).
+    pub fn url(&self, base_url: &str) -> String {
+        format!(
+            "{}/{}?download=1",
+            base_url.trim_end_matches('/'),
+            self.file_name()
+        )
     }
 }
 
@@ -215,9 +226,43 @@ pub fn find(flag: &str) -> Option<&'static MedMnist> {
     SETS.iter().find(|s| s.flag.eq_ignore_ascii_case(flag))
 }
 
-/// Every flag, for error messages and `--help`.
-pub fn flags() -> String {
-    SETS.iter().map(|s| s.flag).collect::<Vec<_>>().join(", ")
+/// The set named `flag`, or an error that names the known ones.
+pub fn lookup(flag: &str) -> Result<&'static MedMnist> {
+    find(flag).ok_or_else(|| {
+        let all: Vec<&str> = SETS.iter().map(|s| s.flag).collect();
+        Error::Invalid(format!(
+            "unknown MedMNIST set `{flag}`; the 2D sets are: {}",
+            all.join(", ")
+        ))
+    })
+}
+
+/// The sets with their classes, colour, split sizes and licenses (`data fetch --list`).
+pub fn table() -> String {
+    let rows: Vec<Vec<String>> = SETS
+        .iter()
+        .map(|s| {
+            vec![
+                s.flag.to_string(),
+                s.classes.len().to_string(),
+                if s.channels == 1 { "gray" } else { "colour" }.to_string(),
+                format!("{} / {} / {}", s.samples[0], s.samples[1], s.samples[2]),
+                if s.multi_label { "multi-label" } else { "" }.to_string(),
+                s.license.to_string(),
+            ]
+        })
+        .collect();
+    crate::report::table(
+        &[
+            "set",
+            "classes",
+            "colour",
+            "train / val / test",
+            "",
+            "license",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

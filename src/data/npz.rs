@@ -48,6 +48,22 @@ pub(super) fn read_u8(
     Ok((shape, data))
 }
 
+/// (N, H, W, C) of `{split}_images`, shaped (N,H,W) for grayscale or (N,H,W,3) for colour.
+pub(super) fn image_dims(
+    path: &Path,
+    split: &str,
+    shape: &[u64],
+) -> Result<(usize, usize, usize, usize)> {
+    match *shape {
+        [n, h, w] => Ok((n as usize, h as usize, w as usize, 1)),
+        [n, h, w, 3] => Ok((n as usize, h as usize, w as usize, 3)),
+        _ => Err(Error::data(
+            path,
+            format!("`{split}_images` has shape {shape:?}, expected (N,H,W) or (N,H,W,3)"),
+        )),
+    }
+}
+
 /// Loads split `split` ("train", "val" or "test").
 pub fn load_split(
     path: &Path,
@@ -59,17 +75,7 @@ pub fn load_split(
         .map_err(|e| Error::data(path, format!("not a readable .npz archive: {e}")))?;
     let (shape, pixels) = read_u8(&mut archive, path, &format!("{split}_images"))?;
     let (lshape, labels) = read_u8(&mut archive, path, &format!("{split}_labels"))?;
-    let (n, h, w, c) = match shape[..] {
-        [n, h, w] => (n, h, w, 1),
-        [n, h, w, 3] => (n, h, w, 3),
-        _ => {
-            return Err(Error::data(
-                path,
-                format!("`{split}_images` has shape {shape:?}, expected (N,H,W) or (N,H,W,3)"),
-            ));
-        }
-    };
-    let (n, h, w, c) = (n as usize, h as usize, w as usize, c as usize);
+    let (n, h, w, c) = image_dims(path, split, &shape)?;
     let label_ok = matches!(lshape[..], [m] | [m, 1] if m as usize == n);
     if !label_ok {
         return Err(Error::data(

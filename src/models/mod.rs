@@ -428,14 +428,6 @@ impl Net {
             .map(|(n, _)| n)
             .collect()
     }
-
-    pub fn trainable_parameters(&self) -> Vec<Tensor> {
-        self.parameters()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .map(|(_, t)| t)
-            .collect()
-    }
 }
 
 /// Position of each variable's layer in definition order. tch keeps trainable variables in
