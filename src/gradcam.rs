@@ -1,14 +1,27 @@
-//! Grad-CAM (Selvaraju et al., ICCV 2017) on a model's last convolutional feature map, and a
-//! detector of triggered inputs built on it.
+//! Class activation maps on a model's convolutional feature map, and a detector of triggered
+//! inputs built on them.
 //!
-//! The map for class c is ReLU(Σₖ αₖ·Aᵏ) with αₖ the spatial mean of ∂y_c/∂Aᵏ, upsampled to
-//! the input and scaled to [0, 1]. A backdoored model that reacts to a patch looks at the patch:
-//! its map's mass gathers in one small window. The detector scores an input by the largest share
-//! of map mass inside any window of `window` × the image side; the evaluator, who knows the
-//! trigger, also reports the share inside the trigger box (localization).
+//! Two maps for class c, both ReLU'd, upsampled to the input and scaled to [0, 1]:
+//! - Grad-CAM (Selvaraju et al., ICCV 2017): Σₖ αₖ·Aᵏ with αₖ the spatial mean of ∂y_c/∂Aᵏ;
+//! - HiResCAM (Draelos & Carin, 2020): Σₖ ∂y_c/∂Aᵏ ⊙ Aᵏ, the gradient kept per position. Where
+//!   the head flattens the map (the small CNN, VGG) or the map is not the last one, averaging the
+//!   gradient loses where the evidence is, and Grad-CAM's map can even be empty on a trigger the
+//!   model obeys; HiResCAM shows exactly the positions that raise the score (and equals Grad-CAM
+//!   after global average pooling and one linear layer).
+//!
+//! A backdoored model that reacts to a patch looks at the patch. Two detector scores per input:
+//! - `outside_roi`: the share of map mass outside the region of interest (the largest bright
+//!   component with holes filled, see [`crate::data::roi::roi_mask`]): a trigger stamped on the
+//!   background pulls the map off the anatomy, while a lesion keeps it inside;
+//! - `concentration`: the largest share of map mass inside any window of `window` × the image
+//!   side (for images without background, but a focal lesion concentrates a map too).
+//!
+//! The evaluator, who knows the trigger, also reports the share inside the trigger box
+//! (localization).
 
 use crate::attacks::backdoor::Backdoor;
 use crate::data::ImageSet;
+use crate::data::roi::roi_mask;
 use crate::error::{Error, Result};
 use crate::metrics::auroc::auroc;
 use crate::models::Net;
@@ -32,6 +45,29 @@ pub struct GradCamConfig {
     /// too coarse to find a 4 px trigger).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer: Option<usize>,
+    /// Which map: `hires_cam` (default) or `grad_cam`.
+    pub method: CamMethod,
+    /// The score the detector's AUROC (`auroc`) uses: `outside_roi` (default) or
+    /// `concentration`; both scores' AUROCs are reported.
+    pub detector: Detector,
+    /// Pixel value (raw, in [0, 1]) above which a pixel can belong to the region of interest.
+    pub roi_threshold: f32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CamMethod {
+    GradCam,
+    #[default]
+    HiresCam,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    #[default]
+    OutsideRoi,
+    Concentration,
 }
 
 impl Default for GradCamConfig {
@@ -41,6 +77,9 @@ impl Default for GradCamConfig {
             window: 0.125,
             max_images: 0,
             layer: None,
+            method: CamMethod::default(),
+            detector: Detector::default(),
+            roi_threshold: 0.1,
         }
     }
 }
@@ -51,6 +90,12 @@ impl GradCamConfig {
             return Err(Error::Invalid(format!(
                 "`gradcam.window` must be within (0, 1], got {}",
                 self.window
+            )));
+        }
+        if !(0.0..1.0).contains(&self.roi_threshold) {
+            return Err(Error::Invalid(format!(
+                "`gradcam.roi_threshold` must be within [0, 1), got {}",
+                self.roi_threshold
             )));
         }
         Ok(())
@@ -74,10 +119,16 @@ pub fn default_layer(net: &Net, x: &Tensor) -> usize {
     })
 }
 
-/// Grad-CAM maps (N × H × W, each scaled to [0, 1]) of `x` (raw pixels, N·C·H·W) for the
-/// model's predicted class, explaining the map after `features[..layer]` (default:
+/// Class activation maps (N × H × W, each scaled to [0, 1]) of `x` (raw pixels, N·C·H·W) for
+/// the model's predicted class, explaining the map after `features[..layer]` (default:
 /// [`default_layer`]).
-pub fn grad_cam(net: &Net, x: &Tensor, norm: &Normalizer, layer: Option<usize>) -> Tensor {
+pub fn cam(
+    net: &Net,
+    x: &Tensor,
+    norm: &Normalizer,
+    layer: Option<usize>,
+    method: CamMethod,
+) -> Tensor {
     let size = x.size();
     let channels = net.arch.in_channels(size[1] as usize);
     let xn = norm
@@ -89,7 +140,10 @@ pub fn grad_cam(net: &Net, x: &Tensor, norm: &Normalizer, layer: Option<usize>) 
     let class = logits.argmax(1, true);
     let score = logits.gather(1, &class, false).sum(Kind::Float);
     let grads = Tensor::run_backward(&[score], &[&feats], false, false);
-    let weights = grads[0].mean_dim([2i64, 3].as_slice(), true, Kind::Float);
+    let weights = match method {
+        CamMethod::GradCam => grads[0].mean_dim([2i64, 3].as_slice(), true, Kind::Float),
+        CamMethod::HiresCam => grads[0].shallow_clone(),
+    };
     let cam = (weights * feats.detach())
         .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
         .relu();
@@ -144,11 +198,34 @@ pub fn mass_inside(map: &[f32], w: usize, bx: usize, by: usize, side: usize) -> 
     inside / total
 }
 
+/// Share of a map's mass outside the region of interest of its image (`roi`: true inside).
+pub fn mass_outside(map: &[f32], roi: &[bool]) -> f64 {
+    let total: f64 = map.iter().map(|&v| v as f64).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let outside: f64 = map
+        .iter()
+        .zip(roi)
+        .filter(|(_, inside)| !**inside)
+        .map(|(&v, _)| v as f64)
+        .sum();
+    outside / total
+}
+
 /// Detection and localization on one pair of clean / triggered sets.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct GradCamReport {
-    /// Detector AUROC: triggered inputs (positives) against clean ones.
+    /// Detector AUROC (the configured score): triggered inputs (positives) against clean ones.
     pub auroc: Option<f64>,
+    #[serde(default)]
+    pub auroc_outside_roi: Option<f64>,
+    #[serde(default)]
+    pub auroc_concentration: Option<f64>,
+    #[serde(default)]
+    pub mean_outside_roi_clean: f64,
+    #[serde(default)]
+    pub mean_outside_roi_triggered: f64,
     pub mean_concentration_clean: f64,
     pub mean_concentration_triggered: f64,
     /// Mean share of the map inside the trigger box, on triggered inputs.
@@ -169,7 +246,7 @@ pub struct GradCamSummary {
 }
 
 /// Maps of a set, batched, as one flat vector per image.
-fn maps(net: &Net, set: &ImageSet, norm: &Normalizer, layer: Option<usize>) -> Vec<Vec<f32>> {
+fn maps(net: &Net, set: &ImageSet, norm: &Normalizer, cfg: &GradCamConfig) -> Vec<Vec<f32>> {
     let mut out = Vec::with_capacity(set.len());
     let n = set.len();
     let per = set.image_len();
@@ -181,7 +258,7 @@ fn maps(net: &Net, set: &ImageSet, norm: &Normalizer, layer: Option<usize>) -> V
             set.height as i64,
             set.width as i64,
         ]);
-        let cam = grad_cam(net, &x, norm, layer);
+        let cam = cam(net, &x, norm, cfg.layer, cfg.method);
         let flat = Vec::<f32>::try_from(cam.reshape([-1])).expect("a float map");
         let hw = set.height * set.width;
         out.extend(flat.chunks(hw).map(|c| c.to_vec()));
@@ -205,11 +282,29 @@ pub fn report(
     let triggered = backdoor.trigger.apply_all(&set);
     let (h, w) = (set.height, set.width);
     let win = ((cfg.window * h.min(w) as f64).round() as usize).max(1);
-    let clean_maps = maps(net, &set, norm, cfg.layer);
-    let trig_maps = maps(net, &triggered, norm, cfg.layer);
+    let clean_maps = maps(net, &set, norm, cfg);
+    let trig_maps = maps(net, &triggered, norm, cfg);
     let conc =
         |ms: &[Vec<f32>]| -> Vec<f64> { ms.iter().map(|m| concentration(m, h, w, win)).collect() };
     let (cc, ct) = (conc(&clean_maps), conc(&trig_maps));
+    // The region of interest of each image as stored (brightest channel).
+    let outside = |s: &ImageSet, ms: &[Vec<f32>]| -> Vec<f64> {
+        ms.iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let img = s.image(i);
+                let gray: Vec<f32> = (0..h * w)
+                    .map(|p| {
+                        (0..s.channels)
+                            .map(|c| img[c * h * w + p])
+                            .fold(f32::MIN, f32::max)
+                    })
+                    .collect();
+                mass_outside(m, &roi_mask(&gray, w, h, cfg.roi_threshold))
+            })
+            .collect()
+    };
+    let (oc, ot) = (outside(&set, &clean_maps), outside(&triggered, &trig_maps));
     let loc = |ms: &[Vec<f32>]| -> f64 {
         if ms.is_empty() {
             return 0.0;
@@ -230,8 +325,16 @@ pub fn report(
             v.iter().sum::<f64>() / v.len() as f64
         }
     };
+    let (auroc_outside_roi, auroc_concentration) = (auroc(&oc, &ot), auroc(&cc, &ct));
     let r = GradCamReport {
-        auroc: auroc(&cc, &ct),
+        auroc: match cfg.detector {
+            Detector::OutsideRoi => auroc_outside_roi,
+            Detector::Concentration => auroc_concentration,
+        },
+        auroc_outside_roi,
+        auroc_concentration,
+        mean_outside_roi_clean: mean(&oc),
+        mean_outside_roi_triggered: mean(&ot),
         mean_concentration_clean: mean(&cc),
         mean_concentration_triggered: mean(&ct),
         localization_triggered: loc(&trig_maps),
@@ -334,6 +437,11 @@ mod tests {
         assert_eq!(mass_inside(&m, 4, 0, 0, 2), 0.0);
         let flat = vec![1.0f32; 16];
         assert_eq!(concentration(&flat, 4, 4, 2), 0.25);
+        // Region of interest: the left half; a quarter of the mass lies outside it.
+        let roi: Vec<bool> = (0..16).map(|p| p % 4 < 2).collect();
+        let m2: Vec<f32> = (0..16).map(|p| if p % 4 < 2 { 1.5 } else { 0.5 }).collect();
+        assert_eq!(mass_outside(&m2, &roi), 0.25);
+        assert_eq!(mass_outside(&[0.0; 16], &roi), 0.0);
     }
 
     #[test]
@@ -372,7 +480,12 @@ mod tests {
             .copy_(&Tensor::rand([4, 1, 8, 8], (Kind::Float, tch::Device::Cpu)));
         // The small CNN's last map (8 × 8 here) is the default layer.
         assert_eq!(default_layer(&net, &x), net.feature_layers());
-        let cam = grad_cam(&net, &x, &Normalizer::identity(), None);
+        for method in [CamMethod::GradCam, CamMethod::HiresCam] {
+            peaks_in_region(&cam(&net, &x, &Normalizer::identity(), None, method));
+        }
+    }
+
+    fn peaks_in_region(cam: &Tensor) {
         assert_eq!(cam.size(), vec![4, 32, 32]);
         for i in 0..4 {
             let m = Vec::<f32>::try_from(cam.get(i).reshape([-1])).unwrap();

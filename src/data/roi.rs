@@ -48,26 +48,21 @@ fn box_blur(img: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     pass(&pass(img, true), false)
 }
 
-/// Bounding box of the largest 8-connected bright component, or `None` if nothing is bright.
-pub fn roi_bbox(gray: &[f32], w: usize, h: usize, cfg: &RoiConfig) -> Option<BBox> {
-    let blurred = box_blur(gray, w, h, cfg.blur_radius);
-    let mask: Vec<bool> = blurred.iter().map(|&v| v > cfg.threshold).collect();
-    let mut label = vec![0u32; w * h];
-    let mut best: Option<(usize, BBox)> = None;
-    let mut next = 0u32;
+/// Pixels of the largest 8-connected component of `mask`, or `None` if the mask is empty.
+fn largest_component(mask: &[bool], w: usize, h: usize) -> Option<Vec<usize>> {
+    let mut seen = vec![false; w * h];
+    let mut best: Option<Vec<usize>> = None;
     let mut stack = Vec::new();
     for start in 0..w * h {
-        if !mask[start] || label[start] != 0 {
+        if !mask[start] || seen[start] {
             continue;
         }
-        next += 1;
-        label[start] = next;
+        seen[start] = true;
         stack.push(start);
-        let (mut count, mut bb) = (0usize, (w, h, 0usize, 0usize));
+        let mut members = Vec::new();
         while let Some(p) = stack.pop() {
+            members.push(p);
             let (x, y) = (p % w, p / w);
-            count += 1;
-            bb = (bb.0.min(x), bb.1.min(y), bb.2.max(x + 1), bb.3.max(y + 1));
             for dy in -1i64..=1 {
                 for dx in -1i64..=1 {
                     let (nx, ny) = (x as i64 + dx, y as i64 + dy);
@@ -75,18 +70,71 @@ pub fn roi_bbox(gray: &[f32], w: usize, h: usize, cfg: &RoiConfig) -> Option<BBo
                         continue;
                     }
                     let q = ny as usize * w + nx as usize;
-                    if mask[q] && label[q] == 0 {
-                        label[q] = next;
+                    if mask[q] && !seen[q] {
+                        seen[q] = true;
                         stack.push(q);
                     }
                 }
             }
         }
-        if best.is_none_or(|(c, _)| count > c) {
-            best = Some((count, bb));
+        if best.as_ref().is_none_or(|b| members.len() > b.len()) {
+            best = Some(members);
         }
     }
-    best.map(|(_, bb)| bb)
+    best
+}
+
+/// Bounding box of the largest 8-connected bright component, or `None` if nothing is bright.
+pub fn roi_bbox(gray: &[f32], w: usize, h: usize, cfg: &RoiConfig) -> Option<BBox> {
+    let blurred = box_blur(gray, w, h, cfg.blur_radius);
+    let mask: Vec<bool> = blurred.iter().map(|&v| v > cfg.threshold).collect();
+    let members = largest_component(&mask, w, h)?;
+    Some(members.iter().fold((w, h, 0, 0), |bb, &p| {
+        let (x, y) = (p % w, p / w);
+        (bb.0.min(x), bb.1.min(y), bb.2.max(x + 1), bb.3.max(y + 1))
+    }))
+}
+
+/// The region of interest as a mask: the largest 8-connected component brighter than
+/// `threshold`, with its holes filled (dark ventricles or lungs inside the body belong to it).
+/// Small bright objects apart from it — a marker, a stamped patch — are outside. All false if
+/// nothing is bright.
+pub fn roi_mask(gray: &[f32], w: usize, h: usize, threshold: f32) -> Vec<bool> {
+    let bright: Vec<bool> = gray.iter().map(|&v| v > threshold).collect();
+    let mut inside = vec![false; w * h];
+    let Some(members) = largest_component(&bright, w, h) else {
+        return inside;
+    };
+    for p in members {
+        inside[p] = true;
+    }
+    // Background is what the border reaches (4-connected) without crossing the component.
+    let mut outside = vec![false; w * h];
+    let mut stack: Vec<usize> = (0..w * h)
+        .filter(|&p| {
+            let (x, y) = (p % w, p / w);
+            (x == 0 || y == 0 || x + 1 == w || y + 1 == h) && !inside[p]
+        })
+        .collect();
+    for &p in &stack {
+        outside[p] = true;
+    }
+    while let Some(p) = stack.pop() {
+        let (x, y) = (p % w, p / w);
+        let neighbours = [
+            (x > 0).then(|| p - 1),
+            (x + 1 < w).then(|| p + 1),
+            (y > 0).then(|| p - w),
+            (y + 1 < h).then(|| p + w),
+        ];
+        for q in neighbours.into_iter().flatten() {
+            if !inside[q] && !outside[q] {
+                outside[q] = true;
+                stack.push(q);
+            }
+        }
+    }
+    outside.iter().map(|&o| !o).collect()
 }
 
 /// Crops every channel of a CHW image to `bb`.
@@ -128,6 +176,35 @@ mod tests {
         let c = crop(&img, 1, w, h, (12, 8, 31, 22));
         assert_eq!(c.len(), 19 * 14);
         assert!(c.iter().all(|&v| v == 0.9));
+    }
+
+    #[test]
+    fn roi_mask_fills_holes_and_leaves_out_specks() {
+        // A bright ring (rows/columns 4..16) around a dark hole, and a bright 2×2 speck apart.
+        let (w, h) = (24, 20);
+        let mut img = vec![0f32; w * h];
+        for y in 4..16 {
+            for x in 4..16 {
+                let edge = !(6..14).contains(&y) || !(6..14).contains(&x);
+                img[y * w + x] = if edge { 0.8 } else { 0.05 };
+            }
+        }
+        for y in 17..19 {
+            for x in 20..22 {
+                img[y * w + x] = 1.0;
+            }
+        }
+        let m = roi_mask(&img, w, h, 0.1);
+        let at = |x: usize, y: usize| m[y * w + x];
+        assert!(at(4, 4) && at(15, 15), "the ring is inside");
+        assert!(at(10, 10), "the hole is filled");
+        assert!(!at(20, 17) && !at(21, 18), "the speck is outside");
+        assert!(
+            !at(0, 0) && !at(3, 10) && !at(16, 10),
+            "the background is outside"
+        );
+        assert_eq!(m.iter().filter(|&&v| v).count(), 144);
+        assert!(roi_mask(&vec![0f32; w * h], w, h, 0.1).iter().all(|&v| !v));
     }
 
     #[test]
