@@ -21,6 +21,7 @@
 
 use crate::attacks::backdoor::Backdoor;
 use crate::data::ImageSet;
+use crate::data::preprocess::gray_plane;
 use crate::data::roi::roi_mask;
 use crate::error::{Error, Result};
 use crate::metrics::auroc::auroc;
@@ -287,19 +288,12 @@ pub fn report(
     let conc =
         |ms: &[Vec<f32>]| -> Vec<f64> { ms.iter().map(|m| concentration(m, h, w, win)).collect() };
     let (cc, ct) = (conc(&clean_maps), conc(&trig_maps));
-    // The region of interest of each image as stored (brightest channel).
+    // The region of interest of each image as stored, on the gray plane the ROI crop uses.
     let outside = |s: &ImageSet, ms: &[Vec<f32>]| -> Vec<f64> {
         ms.iter()
             .enumerate()
             .map(|(i, m)| {
-                let img = s.image(i);
-                let gray: Vec<f32> = (0..h * w)
-                    .map(|p| {
-                        (0..s.channels)
-                            .map(|c| img[c * h * w + p])
-                            .fold(f32::MIN, f32::max)
-                    })
-                    .collect();
+                let gray = gray_plane(s.image(i), s.channels, w, h);
                 mass_outside(m, &roi_mask(&gray, w, h, cfg.roi_threshold))
             })
             .collect()

@@ -23,6 +23,15 @@ pub fn resize_plane(src: &[f32], w: usize, h: usize, nw: usize, nh: usize) -> Ve
     imageops::resize(&buf, nw as u32, nh as u32, imageops::FilterType::Triangle).into_raw()
 }
 
+/// One gray plane of a CHW image with `c` planes: the plane itself, or the luma of RGB.
+pub fn gray_plane(chw: &[f32], c: usize, w: usize, h: usize) -> Vec<f32> {
+    if c == 1 {
+        chw[..w * h].to_vec()
+    } else {
+        to_gray(chw, w, h)
+    }
+}
+
 /// Luma of an RGB CHW image (ITU-R 601 weights, as PIL's `convert("L")`).
 pub fn to_gray(chw: &[f32], w: usize, h: usize) -> Vec<f32> {
     let n = w * h;
@@ -34,11 +43,7 @@ pub fn to_gray(chw: &[f32], w: usize, h: usize) -> Vec<f32> {
 impl Preprocess {
     /// `chw` holds `c` planes of `w`×`h` in [0, 1]; returns `channels` planes of `size`².
     pub fn apply(&self, chw: &[f32], c: usize, w: usize, h: usize) -> Vec<f32> {
-        let gray = if c == 1 {
-            chw.to_vec()
-        } else {
-            to_gray(chw, w, h)
-        };
+        let gray = gray_plane(chw, c, w, h);
         let mut planes: Vec<f32> = match (self.channels, c) {
             (1, _) => gray.clone(),
             (3, 1) => gray.repeat(3),

@@ -528,6 +528,38 @@ mod tests {
         assert!(net.apply_fine_tune(FineTune::PartialFreeze(120.0)).is_err());
     }
 
+    /// A 3×3 convolution (padding 1, bias if the model has one) and batch norm computed in
+    /// plain NCHW order from contiguous copies of the model's variables `conv.*` and `bn.*`.
+    fn conv_bn_nchw(
+        x: &Tensor,
+        vars: &std::collections::HashMap<String, Tensor>,
+        conv: &str,
+        bn: &str,
+        stride: i64,
+        train: bool,
+    ) -> Tensor {
+        let v = |n: String| vars[&n].contiguous();
+        let bias = vars.get(&format!("{conv}.bias")).map(Tensor::contiguous);
+        x.conv2d(
+            &v(format!("{conv}.weight")),
+            bias,
+            [stride, stride],
+            [1, 1],
+            [1, 1],
+            1,
+        )
+        .batch_norm(
+            Some(&v(format!("{bn}.weight"))),
+            Some(&v(format!("{bn}.bias"))),
+            Some(&v(format!("{bn}.running_mean"))),
+            Some(&v(format!("{bn}.running_var"))),
+            train,
+            0.1,
+            1e-5,
+            false,
+        )
+    }
+
     #[test]
     fn channels_last_layout_changes_no_value() {
         let net = Net::new(Arch::MobileNetV2, 3, 1, 32, Device::Cpu).unwrap();
@@ -537,20 +569,7 @@ mod tests {
         let x = Tensor::rand([2, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
         let y = net.forward_t(&x, false);
         // The stem (conv, batch norm, ReLU6) computed in plain NCHW order from the same weights.
-        let v = |n: &str| vars[&format!("features.0.{n}")].contiguous();
-        let nchw = x
-            .conv2d(&v("0.weight"), None::<Tensor>, [2, 2], [1, 1], [1, 1], 1)
-            .batch_norm(
-                Some(&v("1.weight")),
-                Some(&v("1.bias")),
-                Some(&v("1.running_mean")),
-                Some(&v("1.running_var")),
-                false,
-                0.1,
-                1e-5,
-                false,
-            )
-            .relu6();
+        let nchw = conv_bn_nchw(&x, &vars, "features.0.0", "features.0.1", 2, false).relu6();
         let stem = net.features_range_t(&x, 0..1, false);
         assert!(f64::try_from((stem - nchw).abs().max()).unwrap() < 1e-5);
         // Saved contiguously and loaded into a fresh model: the same logits.
@@ -581,27 +600,14 @@ mod tests {
         );
         let v = |n: &str| vars[n].contiguous();
         let block = |x: &Tensor, conv: usize| {
-            let bn = |p: &str| v(&format!("features.{}.{p}", conv + 1));
-            x.conv2d(
-                &v(&format!("features.{conv}.weight")),
-                Some(v(&format!("features.{conv}.bias"))),
+            let (c, b) = (format!("features.{conv}"), format!("features.{}", conv + 1));
+            conv_bn_nchw(x, &vars, &c, &b, 1, true).relu().max_pool2d(
+                [2, 2],
+                [2, 2],
+                [0, 0],
                 [1, 1],
-                [1, 1],
-                [1, 1],
-                1,
-            )
-            .batch_norm(
-                Some(&bn("weight")),
-                Some(&bn("bias")),
-                Some(&bn("running_mean")),
-                Some(&bn("running_var")),
-                true,
-                0.1,
-                1e-5,
                 false,
             )
-            .relu()
-            .max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
         };
         let h = block(&block(&x, 0), 4).flatten(1, -1);
         let nchw = h
