@@ -70,6 +70,7 @@ count = {malicious}
         out: out.clone(),
         data_root: None,
         force: true,
+        jobs: 1,
     };
     let start = Instant::now();
     let s = experiment::run_cells(&cells, &opts).unwrap();

@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub data_root: Option<PathBuf>,
     /// Recompute cells even when a finished result exists.
     pub force: bool,
+    /// Cells run at once (`--jobs`); 1 runs them one after another. Results do not depend on it.
+    pub jobs: usize,
 }
 
 /// What one cell reports (`<out>/<cell>/summary.json`).
@@ -99,10 +101,10 @@ struct Outcome {
 }
 
 /// Loaded datasets shared by the cells of one invocation.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Context {
     datasets: HashMap<String, std::sync::Arc<Dataset>>,
-    /// Backbones made by this invocation (reused even under `--force`).
+    /// Backbones and clean baselines made by this invocation (reused even under `--force`).
     made: std::collections::HashSet<PathBuf>,
 }
 
@@ -178,10 +180,6 @@ pub struct FedSummary {
     pub evasion: Vec<crate::evasion::transfer::TransferReport>,
 }
 
-fn seed_all(seed: u64) {
-    tch::manual_seed(seed as i64);
-}
-
 fn pretrain_seed(exp: &Experiment) -> u64 {
     exp.pretrain
         .as_ref()
@@ -203,13 +201,14 @@ pub fn pretrain(
     let device = exp.device.device()?;
     let seed = pretrain_seed(exp);
     let ds = ctx.dataset(&p.data, opts.data_root.as_deref(), seed)?;
-    seed_all(seed ^ 0x7072);
-    let net = exp.model.recipe().build(
-        ds.train.num_classes(),
-        ds.train.channels,
-        p.data.size,
-        device,
-    )?;
+    let net = crate::models::with_torch_rng(Some(seed ^ 0x7072), || {
+        exp.model.recipe().build(
+            ds.train.num_classes(),
+            ds.train.channels,
+            p.data.size,
+            device,
+        )
+    })?;
     let norm = Normalizer::new(p.data.normalize, &ds.train);
     let label = format!("pretrain {}", exp.model.arch.name());
     let hist = fit_with_bar(
@@ -314,18 +313,20 @@ fn backbone(exp: &Experiment, ctx: &mut Context, opts: &RunOptions) -> Result<Op
 /// the fine-tuning strategy's frozen layers. Returns it with the frozen parameter share.
 fn initial_net(exp: &Experiment, ds: &Dataset, backbone: Option<&Path>) -> Result<(Net, f64)> {
     let device = exp.device.device()?;
-    seed_all(exp.seed);
-    let net = exp.model.recipe().build(
-        ds.train.num_classes(),
-        ds.train.channels,
-        exp.data.size,
-        device,
-    )?;
-    if let Some(path) = backbone {
-        crate::models::weights::load(&net, path, crate::models::weights::Head::Reinit)?;
-    }
-    let frozen_fraction = net.apply_fine_tune(exp.model.fine_tune()?)?;
-    Ok((net, frozen_fraction))
+    // The backbone's head is re-initialized from the same seeded draws.
+    crate::models::with_torch_rng(Some(exp.seed), || {
+        let net = exp.model.recipe().build(
+            ds.train.num_classes(),
+            ds.train.channels,
+            exp.data.size,
+            device,
+        )?;
+        if let Some(path) = backbone {
+            crate::models::weights::load(&net, path, crate::models::weights::Head::Reinit)?;
+        }
+        let frozen_fraction = net.apply_fine_tune(exp.model.fine_tune()?)?;
+        Ok((net, frozen_fraction))
+    })
 }
 
 /// Trains one model (poisoned when `exp.attack` is set) and evaluates it on the clean test set
@@ -603,9 +604,27 @@ fn evasion_between_clients(
         .iter()
         .map(|c| sh.data.train.subset(&c.val))
         .collect();
+    let test_accuracy: Vec<f64> = models
+        .iter()
+        .map(|m| {
+            let (_, pred) = train::evaluate(m, &sh.data.test, &sh.norm);
+            metrics::accuracy(&pred, &sh.data.test.labels)
+        })
+        .collect();
     let start = Instant::now();
-    let reports =
+    let mut reports =
         crate::evasion::transfer::run(&models, &sets, &sh.norm, ev, sh.seed ^ 0x6576_6173);
+    for r in &mut reports {
+        r.test_accuracy = test_accuracy.clone();
+    }
+    progress::status(format!(
+        "{label}: the models the clients hold score {} on the test set",
+        test_accuracy
+            .iter()
+            .map(|a| format!("{:.2}%", 100.0 * a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     for r in &reports {
         progress::status(format!(
             "{label}: {} from each client: self ASR {:.2}%, other clients (AASR) {:.2}%, AETR {}, {:.1} ms per batch",
@@ -681,6 +700,7 @@ fn baseline(
     exp: &Experiment,
     ds: &Dataset,
     backbone: Option<&Path>,
+    ctx: &mut Context,
     opts: &RunOptions,
     label: &str,
 ) -> Result<(f64, Option<f64>)> {
@@ -698,7 +718,7 @@ fn baseline(
     let dir = opts.out.join("baselines").join(&key);
     let file = dir.join("summary.json");
     if file.is_file()
-        && !opts.force
+        && (!opts.force || ctx.made.contains(&file))
         && let Ok(text) = std::fs::read_to_string(&file)
         && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
         && let Some(acc) = v["clean_accuracy"].as_f64()
@@ -732,27 +752,32 @@ fn baseline(
             "elapsed_s": start.elapsed().as_secs_f64(),
         }),
     )?;
+    ctx.made.insert(file);
     Ok((out.clean.accuracy, trigger_asr))
 }
 
 /// Runs one cell and writes `<out>/<cell>/…`; reuses a finished result with the same config.
-pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) -> Result<Summary> {
-    let exp = &cell.experiment;
-    let fp = config::fingerprint(exp);
-    let dir = opts.out.join(cell.id());
-    let file = dir.join("summary.json");
-    if !opts.force
-        && let Ok(text) = std::fs::read_to_string(&file)
-        && let Ok(s) = serde_json::from_str::<Summary>(&text)
-        && s.fingerprint == fp
-    {
-        progress::status(format!(
-            "{label}: finished earlier, reusing {}",
-            file.display()
-        ));
-        return Ok(s);
+/// A cell's finished result from an earlier run with the same configuration (not under
+/// `--force`).
+fn finished_earlier(cell: &Cell, opts: &RunOptions) -> Option<Summary> {
+    let file = opts.out.join(cell.id()).join("summary.json");
+    if opts.force {
+        return None;
     }
-    let start = Instant::now();
+    let s: Summary = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+    (s.fingerprint == config::fingerprint(&cell.experiment)).then_some(s)
+}
+
+/// What a cell needs before it trains, and may share with other cells: its backbone, its
+/// dataset and its clean baseline (accuracy, trigger ASR).
+struct Prepared {
+    backbone: Option<PathBuf>,
+    ds: std::sync::Arc<Dataset>,
+    baseline: Option<(f64, Option<f64>)>,
+}
+
+fn prepare(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) -> Result<Prepared> {
+    let exp = &cell.experiment;
     // A missing GPU or weights file is reported before any data is loaded.
     exp.device.device()?;
     let backbone = backbone(exp, ctx, opts)?;
@@ -760,13 +785,37 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
     if let Some(a) = &exp.attack {
         a.validate(&ds.train.classes)?;
     }
-    let (baseline_accuracy, baseline_asr) = match &exp.attack {
-        Some(_) => {
-            let (a, b) = baseline(exp, &ds, backbone.as_deref(), opts, label)?;
-            (Some(a), b)
-        }
-        None => (None, None),
+    let baseline = match &exp.attack {
+        Some(_) => Some(baseline(exp, &ds, backbone.as_deref(), ctx, opts, label)?),
+        None => None,
     };
+    Ok(Prepared {
+        backbone,
+        ds,
+        baseline,
+    })
+}
+
+pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) -> Result<Summary> {
+    let exp = &cell.experiment;
+    let fp = config::fingerprint(exp);
+    let dir = opts.out.join(cell.id());
+    let file = dir.join("summary.json");
+    if let Some(s) = finished_earlier(cell, opts) {
+        progress::status(format!(
+            "{label}: finished earlier, reusing {}",
+            file.display()
+        ));
+        return Ok(s);
+    }
+    let start = Instant::now();
+    let Prepared {
+        backbone,
+        ds,
+        baseline,
+    } = prepare(cell, ctx, opts, label)?;
+    let baseline_accuracy = baseline.map(|b| b.0);
+    let baseline_asr = baseline.and_then(|b| b.1);
     let run_label = if exp.attack.is_some() {
         format!("{label} · poisoned")
     } else {
@@ -861,17 +910,105 @@ pub fn run_file(path: &Path, opts: &RunOptions) -> Result<Vec<Summary>> {
 pub fn run_cells(cells: &[Cell], opts: &RunOptions) -> Result<Vec<Summary>> {
     let start = Instant::now();
     let mut ctx = Context::default();
-    let mut done = Vec::with_capacity(cells.len());
-    for (i, cell) in cells.iter().enumerate() {
-        let label = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
-        let cell = cell.resolved(opts.data_root.as_deref());
-        let s = run_cell(&cell, &mut ctx, opts, &label)?;
-        progress::status(format!("{label}: {}", one_line(&s)));
-        done.push(s);
-        // Keep the tables current so an interrupted grid leaves its finished rows behind.
-        write_results(&opts.out, &done, start.elapsed().as_secs_f64())?;
+    let cells: Vec<Cell> = cells
+        .iter()
+        .map(|c| c.resolved(opts.data_root.as_deref()))
+        .collect();
+    let labels: Vec<String> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("[{}/{}] {}", i + 1, cells.len(), c.id()))
+        .collect();
+    let jobs = opts.jobs.clamp(1, cells.len().max(1));
+    if jobs == 1 {
+        let mut done = Vec::with_capacity(cells.len());
+        for (cell, label) in cells.iter().zip(&labels) {
+            let s = run_cell(cell, &mut ctx, opts, label)?;
+            progress::status(format!("{label}: {}", one_line(&s)));
+            done.push(s);
+            // Keep the tables current so an interrupted grid leaves its finished rows behind.
+            write_results(&opts.out, &done, start.elapsed().as_secs_f64())?;
+        }
+        return Ok(done);
     }
-    Ok(done)
+    // What cells share is made first, one at a time, so no two cells train the same backbone
+    // or baseline.
+    for (cell, label) in cells.iter().zip(&labels) {
+        if finished_earlier(cell, opts).is_none() {
+            prepare(cell, &mut ctx, opts, label)?;
+        }
+    }
+    run_in_parallel(&cells, &labels, &ctx, opts, jobs, start)
+}
+
+/// Runs the cells `jobs` at a time, splitting the CPU cores between them; the tables are
+/// rewritten (in grid order) whenever a cell finishes. After a failure no new cell starts, the
+/// running ones finish and are kept, and the first error is returned.
+fn run_in_parallel(
+    cells: &[Cell],
+    labels: &[String],
+    ctx: &Context,
+    opts: &RunOptions,
+    jobs: usize,
+    start: Instant,
+) -> Result<Vec<Summary>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / jobs).max(1);
+    // Federated cells that would take every core for their clients get their share.
+    let cells: Vec<Cell> = cells
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            if let Some(f) = &mut c.experiment.federation
+                && f.workers == 0
+            {
+                f.workers = threads;
+            }
+            c
+        })
+        .collect();
+    let slots: Mutex<Vec<Option<Summary>>> = Mutex::new(vec![None; cells.len()]);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let next = AtomicUsize::new(0);
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                tch::set_num_threads(threads as i32);
+                let mut ctx = ctx.clone();
+                while lock(&failed).is_none() {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(cell) = cells.get(i) else { break };
+                    let outcome = run_cell(cell, &mut ctx, opts, &labels[i]).and_then(|s| {
+                        progress::status(format!("{}: {}", labels[i], one_line(&s)));
+                        let mut slots = lock(&slots);
+                        slots[i] = Some(s);
+                        let done: Vec<Summary> = slots.iter().flatten().cloned().collect();
+                        write_results(&opts.out, &done, start.elapsed().as_secs_f64())
+                    });
+                    if let Err(e) = outcome {
+                        lock(&failed).get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        return Err(e);
+    }
+    Ok(slots
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|s| s.expect("every cell ran"))
+        .collect())
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -973,6 +1110,7 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
         .collect();
     report::write_csv(&out.join("results.csv"), &header, &rows)?;
     crate::figures::sweep_figures(out, cells)?;
+    crate::evasion::sweep::write(out, cells)?;
     let settings = crate::repetitions::settings(cells);
     if crate::repetitions::repeated(&settings) {
         crate::repetitions::write_csv(&out.join("mean_std.csv"), &settings)?;

@@ -259,8 +259,8 @@ pub fn sweep_figures(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
 /// the backbone, one line per model (the thesis' model comparison). Written only when each
 /// model ran with several freezing levels and nothing else varies; returns the file if written.
 pub fn freeze_figure(out: &Path, settings: &[Setting]) -> Result<Option<PathBuf>> {
-    let mut acc: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut f1: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut acc = Named::new();
+    let mut f1 = Named::new();
     for s in settings {
         let pts = acc.entry(s.model.clone()).or_default();
         if pts.iter().any(|p| p.0 == s.freeze_percent) {
@@ -275,23 +275,102 @@ pub fn freeze_figure(out: &Path, settings: &[Setting]) -> Result<Option<PathBuf>
         return Ok(None);
     }
     let path = out.join("figures").join("freeze.svg");
-    ensure_parent(&path)?;
-    {
-        let root = SVGBackend::new(&path, (960, 400)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
-        let (left, right) = root.split_horizontally(480);
-        let name = |m: &String| m.clone();
-        // Accuracy falls as more is frozen: the upper right stays free.
-        let axes = |y| Axes {
-            x: "backbone frozen %",
+    // Accuracy falls as more is frozen: the upper right stays free.
+    two_panels(
+        &path,
+        480,
+        "backbone frozen %",
+        SeriesLabelPosition::UpperRight,
+        [("Accuracy", "accuracy %", &acc), ("Macro F1", "F1 %", &f1)],
+    )?;
+    Ok(Some(path))
+}
+
+/// Lines named by a label: points (x, y).
+type Named = BTreeMap<String, Vec<(f64, f64)>>;
+
+/// A figure of two line panels side by side, each `width` wide, sharing the x axis and legend
+/// position; lines are named by their keys.
+fn two_panels(
+    path: &Path,
+    width: u32,
+    x: &str,
+    legend: SeriesLabelPosition,
+    panels: [(&str, &str, &Named); 2],
+) -> Result<()> {
+    ensure_parent(path)?;
+    let root = SVGBackend::new(path, (2 * width, width * 5 / 6)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let (left, right) = root.split_horizontally(width);
+    let name = |k: &String| k.clone();
+    for (area, (title, y, lines)) in [left, right].iter().zip(panels) {
+        let axes = Axes {
+            x,
             y,
             name: &name,
-            legend: SeriesLabelPosition::UpperRight,
+            legend: legend.clone(),
         };
-        line_panel(&left, "Accuracy", &axes("accuracy %"), &acc, None, &path)?;
-        line_panel(&right, "Macro F1", &axes("F1 %"), &f1, None, &path)?;
-        root.present().map_err(|e| plot_err(&path, e))?;
+        line_panel(area, title, &axes, lines, None, path)?;
     }
+    root.present().map_err(|e| plot_err(path, e))
+}
+
+/// `<out>/figures/evasion_eps.svg`: self ASR and AASR (means over seeds) against ε, one line per
+/// setting × attack family (kind, steps and α/ε) that ran at two ε or more. Returns the file if
+/// written.
+pub fn evasion_figure(
+    out: &Path,
+    attacks: &[crate::evasion::sweep::Averaged],
+    rows: &[crate::evasion::sweep::Row],
+) -> Result<Option<PathBuf>> {
+    let mut own = Named::new();
+    let mut others = Named::new();
+    for a in attacks {
+        let Some(r) = rows.iter().find(|r| r.attack == a.attack) else {
+            continue;
+        };
+        let keys: Vec<String> = a.params.keys().cloned().collect();
+        let setting: Vec<String> = keys
+            .iter()
+            .zip(crate::report::param_values(&keys, &a.params))
+            .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .collect();
+        let family = if r.kind == "fgsm" {
+            "FGSM".to_string()
+        } else {
+            format!(
+                "{}-{} α=ε/{:.0}",
+                r.kind.to_uppercase(),
+                r.steps,
+                r.eps / r.alpha
+            )
+        };
+        let key = [setting.join(" "), family].join(" ").trim().to_string();
+        own.entry(key.clone())
+            .or_default()
+            .push((a.eps, 100.0 * a.self_asr.mean));
+        others
+            .entry(key)
+            .or_default()
+            .push((a.eps, 100.0 * a.aasr.mean));
+    }
+    own.retain(|_, p| p.len() >= 2);
+    others.retain(|k, _| own.contains_key(k));
+    if own.is_empty() {
+        return Ok(None);
+    }
+    let path = out.join("figures").join("evasion_eps.svg");
+    // ASR rises with ε: the lower right stays free.
+    two_panels(
+        &path,
+        600,
+        "ε (pixel scale [0, 1])",
+        SeriesLabelPosition::LowerRight,
+        [
+            ("ASR on the attacker's model", "self ASR %", &own),
+            ("ASR on the other clients", "AASR %", &others),
+        ],
+    )?;
     Ok(Some(path))
 }
 

@@ -38,10 +38,14 @@ enum Command {
         /// `--only partition=iid` (repeat to narrow further).
         #[arg(long, value_name = "KEY=VALUE")]
         only: Vec<String>,
-        /// Clients trained at once in federated runs (default: one per CPU core); results do not
-        /// depend on it.
+        /// Clients trained at once in federated runs (default: one per CPU core, shared out
+        /// between the --jobs); results do not depend on it.
         #[arg(long)]
         workers: Option<usize>,
+        /// Grid cells run at once, each on its share of the CPU cores (memory grows with it);
+        /// results do not depend on it.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
     },
     /// Run the shipped centralized backdoor study (configs/thesis_centralized.toml) on the
     /// built-in synthetic MRI data and print model × strategy → clean accuracy, CAD, ASR.
@@ -182,7 +186,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             force,
             only,
             workers,
+            jobs,
         } => {
+            anyhow::ensure!(jobs > 0, "--jobs must be at least 1");
             let mut cells = config::load(&experiment)?;
             let total = cells.len();
             cells.retain(|c| {
@@ -216,6 +222,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 out: out.unwrap_or_else(|| PathBuf::from("runs").join(name)),
                 data_root,
                 force,
+                jobs,
             };
             run_and_print(&cells, &opts)
         }
@@ -225,6 +232,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 out,
                 data_root: None,
                 force,
+                jobs: 1,
             };
             run_and_print(&cells, &opts)
         }
@@ -239,6 +247,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 out: out.parent().map(PathBuf::from).unwrap_or_default(),
                 data_root,
                 force: true,
+                jobs: 1,
             };
             let mut ctx = experiment::Context::default();
             experiment::pretrain(&cell.experiment, &mut ctx, &opts, &out)?;

@@ -1,6 +1,11 @@
-//! Progress bars on stderr (hidden automatically when stderr is not a terminal).
+//! Progress bars on stderr (hidden automatically when stderr is not a terminal). Every bar
+//! joins one [`MultiProgress`], so cells that run side by side (`fedsentry run --jobs`) each
+//! keep their own line, and status lines print above them.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::sync::LazyLock;
+
+static BARS: LazyLock<MultiProgress> = LazyLock::new(MultiProgress::new);
 
 /// A bar counting batches.
 pub fn bar(len: u64, prefix: String) -> ProgressBar {
@@ -9,7 +14,7 @@ pub fn bar(len: u64, prefix: String) -> ProgressBar {
 
 /// A bar counting `unit` (batches, rounds, …).
 pub fn bar_of(len: u64, prefix: String, unit: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
+    let pb = BARS.add(ProgressBar::new(len));
     pb.set_style(
         ProgressStyle::with_template(&format!(
             "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed_precise}}<{{eta_precise}} {{msg}}"
@@ -37,5 +42,5 @@ pub fn bytes_bar(prefix: String) -> ProgressBar {
 
 /// One line of status on stderr, kept out of the way of progress bars.
 pub fn status(msg: impl AsRef<str>) {
-    eprintln!("{}", msg.as_ref());
+    BARS.suspend(|| eprintln!("{}", msg.as_ref()));
 }

@@ -244,6 +244,22 @@ fn evasion_between_clients_is_a_matrix() {
     let csv = std::fs::read_to_string(out.join("run/evasion.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 9);
     assert!(out.join("run/evasion_1.svg").is_file());
+    // Across the sweep: one row per cell × attack, with the held models' test accuracy.
+    let sweep = std::fs::read_to_string(out.join("evasion.csv")).unwrap();
+    let mut lines = sweep.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "client_test_accuracy")
+        .unwrap();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{sweep}");
+    let test_acc = ev[0]["test_accuracy"].as_array().unwrap();
+    assert_eq!(test_acc.len(), 3);
+    let mean = test_acc.iter().map(|a| a.as_f64().unwrap()).sum::<f64>() / 3.0;
+    let last: Vec<&str> = rows[1].rsplit(',').collect();
+    let shown: f64 = last[header.len() - 1 - col].parse().unwrap();
+    assert!((shown - mean).abs() < 1e-6, "{shown} vs {mean}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

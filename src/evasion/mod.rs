@@ -7,6 +7,7 @@ pub mod adaptation;
 pub mod bim;
 pub mod fgsm;
 pub mod pgd;
+pub mod sweep;
 pub mod transfer;
 
 use crate::models::Net;

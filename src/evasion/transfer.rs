@@ -105,6 +105,10 @@ pub struct TransferReport {
     pub aetr: Vec<Option<f64>>,
     /// Clean accuracy of every client's model on its own validation samples.
     pub clean_accuracy: Vec<f64>,
+    /// Clean accuracy of every client's model on the whole test set: what a defense that
+    /// changes the held models (noise, adaptation) costs, on more images than a client holds.
+    #[serde(default)]
+    pub test_accuracy: Vec<f64>,
     pub mean_self_asr: f64,
     pub mean_aasr: f64,
     pub mean_aetr: Option<f64>,

@@ -113,6 +113,8 @@ impl From<Arch> for Recipe {
 }
 
 impl Recipe {
+    /// Builds the model; its random init draws from libtorch's generator (see
+    /// [`with_torch_rng`]).
     pub fn build(
         &self,
         num_classes: usize,
@@ -120,13 +122,45 @@ impl Recipe {
         input_size: usize,
         device: Device,
     ) -> Result<Net> {
-        match &self.script {
+        with_torch_rng(None, || match &self.script {
             Some((path, head)) => {
                 Net::from_torchscript(path, head, num_classes, data_channels, input_size, device)
             }
             None => Net::new(self.arch, num_classes, data_channels, input_size, device),
+        })
+    }
+}
+
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    static HOLDS_TORCH_RNG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with libtorch's process-wide generator to itself, seeded first when `seed` is
+/// given. Weight init draws from that generator, so cells that run side by side would
+/// otherwise interleave their draws and no longer repeat. Nested calls on one thread run
+/// directly (a seeded block may build models).
+pub fn with_torch_rng<T>(seed: Option<u64>, f: impl FnOnce() -> T) -> T {
+    if HOLDS_TORCH_RNG.get() {
+        if let Some(s) = seed {
+            tch::manual_seed(s as i64);
+        }
+        return f();
+    }
+    let _lock = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            HOLDS_TORCH_RNG.set(false);
         }
     }
+    HOLDS_TORCH_RNG.set(true);
+    let _release = Release;
+    if let Some(s) = seed {
+        tch::manual_seed(s as i64);
+    }
+    f()
 }
 
 /// How features become the classifier's input.
