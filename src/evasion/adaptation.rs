@@ -23,6 +23,10 @@ pub struct Adaptation {
     pub fraction: f64,
     #[serde(default = "one_epoch")]
     pub epochs: usize,
+    /// Learning rate of the fine-tuning (default: the clients' `train.lr`). A trained model
+    /// fine-tuned at the rate it was trained from scratch with loses clean accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -38,6 +42,13 @@ impl Adaptation {
             return Err(crate::error::Error::Invalid(format!(
                 "`evasion.adapt`: `fraction` must be within (0, 1] and `epochs` ≥ 1, got {} and {}",
                 self.fraction, self.epochs
+            )));
+        }
+        if let Some(lr) = self.lr
+            && !(lr > 0.0 && lr.is_finite())
+        {
+            return Err(crate::error::Error::Invalid(format!(
+                "`evasion.adapt.lr` must be a positive number, got {lr}"
             )));
         }
         Ok(())
@@ -97,6 +108,7 @@ pub fn adapt(
     }
     let tc = TrainConfig {
         epochs: cfg.epochs,
+        lr: cfg.lr.unwrap_or(train_cfg.lr),
         ..train_cfg.clone()
     };
     train::fit(
@@ -142,5 +154,30 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(max <= 0.05 + 1e-6 && max > 0.0, "{max}");
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let ok: Adaptation =
+            toml::from_str("fraction = 0.5\nlr = 0.0001\n[attack]\nkind = \"fgsm\"\neps = 0.03\n")
+                .unwrap();
+        assert!(ok.validate().is_ok());
+        assert_eq!((ok.epochs, ok.lr), (1, Some(0.0001)));
+        for bad in [
+            Adaptation {
+                lr: Some(0.0),
+                ..ok.clone()
+            },
+            Adaptation {
+                fraction: 1.5,
+                ..ok.clone()
+            },
+            Adaptation {
+                epochs: 0,
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }
