@@ -756,7 +756,6 @@ fn baseline(
     Ok((out.clean.accuracy, trigger_asr))
 }
 
-/// Runs one cell and writes `<out>/<cell>/…`; reuses a finished result with the same config.
 /// A cell's finished result from an earlier run with the same configuration (not under
 /// `--force`).
 fn finished_earlier(cell: &Cell, opts: &RunOptions) -> Option<Summary> {
@@ -796,6 +795,7 @@ fn prepare(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) -> Re
     })
 }
 
+/// Runs one cell and writes `<out>/<cell>/…`; reuses a finished result with the same config.
 pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) -> Result<Summary> {
     let exp = &cell.experiment;
     let fp = config::fingerprint(exp);
