@@ -1058,8 +1058,7 @@ const RESULT_COLUMNS: [&str; 23] = [
 pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> {
     let param_keys = report::param_keys(cells.iter().map(|s| &s.params));
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut header: Vec<String> = param_keys.clone();
-    header.extend(RESULT_COLUMNS.iter().map(|s| s.to_string()));
+    let header = report::header(&param_keys, &RESULT_COLUMNS);
     let rows: Vec<Vec<String>> = cells
         .iter()
         .map(|s| {

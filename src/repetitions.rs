@@ -62,18 +62,29 @@ pub struct Setting {
     pub train_s: MeanStd,
 }
 
-/// Groups cells by their grid values other than `seed`, in the order they first appear.
-pub fn settings(cells: &[Summary]) -> Vec<Setting> {
-    let mut groups: Vec<(serde_json::Map<String, serde_json::Value>, Vec<&Summary>)> = Vec::new();
-    for s in cells {
-        let mut key = s.params.clone();
+/// Groups items whose grid values other than `seed` and whose `extra` (e.g. the attack) are
+/// equal, in the order they first appear; each group with its grid values without `seed`.
+pub fn by_setting<T, E: PartialEq>(
+    items: &[T],
+    params: impl Fn(&T) -> &serde_json::Map<String, serde_json::Value>,
+    extra: impl Fn(&T) -> E,
+) -> Vec<(serde_json::Map<String, serde_json::Value>, Vec<&T>)> {
+    let mut groups: Vec<(serde_json::Map<String, serde_json::Value>, E, Vec<&T>)> = Vec::new();
+    for item in items {
+        let mut key = params(item).clone();
         key.remove(SEED_KEY);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(s),
-            None => groups.push((key, vec![s])),
+        let e = extra(item);
+        match groups.iter_mut().find(|(k, x, _)| *k == key && *x == e) {
+            Some(g) => g.2.push(item),
+            None => groups.push((key, e, vec![item])),
         }
     }
-    groups
+    groups.into_iter().map(|(k, _, m)| (k, m)).collect()
+}
+
+/// Groups cells by their grid values other than `seed`, in the order they first appear.
+pub fn settings(cells: &[Summary]) -> Vec<Setting> {
+    by_setting(cells, |s| &s.params, |_| ())
         .into_iter()
         .map(|(params, members)| {
             let all =
@@ -115,9 +126,9 @@ pub fn repeated(settings: &[Setting]) -> bool {
 pub fn write_csv(path: &Path, settings: &[Setting]) -> Result<()> {
     let keys = report::param_keys(settings.iter().map(|s| &s.params));
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let mut header = keys.clone();
-    header.extend(
-        [
+    let header = report::header(
+        &keys,
+        &[
             "model",
             "fine_tune",
             "freeze_percent",
@@ -133,8 +144,7 @@ pub fn write_csv(path: &Path, settings: &[Setting]) -> Result<()> {
             "clean_accuracy_drop_std",
             "train_s_mean",
             "train_s_std",
-        ]
-        .map(String::from),
+        ],
     );
     let rows: Vec<Vec<String>> = settings
         .iter()

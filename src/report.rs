@@ -55,6 +55,14 @@ pub fn param_values(keys: &[String], params: &Params) -> Vec<String> {
         .collect()
 }
 
+/// A CSV header: the grid's parameter keys, then the table's own columns.
+pub fn header(keys: &[String], columns: &[&str]) -> Vec<String> {
+    keys.iter()
+        .cloned()
+        .chain(columns.iter().map(|c| c.to_string()))
+        .collect()
+}
+
 pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
     write_atomic(path, &csv_bytes(header, rows))
 }

@@ -6,7 +6,7 @@
 use super::EvasionConfig;
 use crate::error::Result;
 use crate::experiment::Summary;
-use crate::repetitions::{MeanStd, SEED_KEY};
+use crate::repetitions::{MeanStd, SEED_KEY, by_setting};
 use crate::report;
 
 /// An attack's kind and budget: (kind, ε, step α, steps); FGSM is one step of size ε.
@@ -92,29 +92,17 @@ pub struct Averaged {
 
 /// Groups rows that differ only in their seed, in the order they first appear.
 pub fn averaged(rows: &[Row]) -> Vec<Averaged> {
-    let mut groups: Vec<(serde_json::Map<String, serde_json::Value>, &str, Vec<&Row>)> = Vec::new();
-    for r in rows {
-        let mut key = r.params.clone();
-        key.remove(SEED_KEY);
-        match groups
-            .iter_mut()
-            .find(|(k, a, _)| *k == key && *a == r.attack)
-        {
-            Some(g) => g.2.push(r),
-            None => groups.push((key, &r.attack, vec![r])),
-        }
-    }
     let stat = |rs: &[&Row], f: &dyn Fn(&Row) -> f64| {
         MeanStd::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>()).expect("a group has rows")
     };
-    groups
+    by_setting(rows, |r| &r.params, |r| r.attack.clone())
         .into_iter()
-        .map(|(params, attack, rs)| {
+        .map(|(params, rs)| {
             let aetr: Vec<f64> = rs.iter().filter_map(|r| r.aetr).collect();
             let test: Vec<f64> = rs.iter().filter_map(|r| r.test_accuracy).collect();
             Averaged {
                 params,
-                attack: attack.to_string(),
+                attack: rs[0].attack.clone(),
                 eps: rs[0].eps,
                 seeds: rs.len(),
                 self_asr: stat(&rs, &|r| r.self_asr),
@@ -139,9 +127,9 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
         return Ok(());
     }
     let keys = report::param_keys(rows.iter().map(|r| &r.params));
-    let mut header = keys.clone();
-    header.extend(
-        [
+    let header = report::header(
+        &keys,
+        &[
             "cell",
             "attack",
             "kind",
@@ -155,8 +143,7 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
             "client_clean_accuracy",
             "client_test_accuracy",
             "ms_per_batch",
-        ]
-        .map(String::from),
+        ],
     );
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -188,9 +175,9 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
         return Ok(());
     }
     let keys: Vec<String> = keys.into_iter().filter(|k| k != SEED_KEY).collect();
-    let mut header = keys.clone();
-    header.extend(
-        [
+    let header = report::header(
+        &keys,
+        &[
             "attack",
             "eps",
             "seeds",
@@ -204,8 +191,7 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
             "client_clean_accuracy_std",
             "client_test_accuracy_mean",
             "client_test_accuracy_std",
-        ]
-        .map(String::from),
+        ],
     );
     let table: Vec<Vec<String>> = avg
         .iter()
