@@ -288,6 +288,12 @@ pub struct PretrainConfig {
     /// seeds of a grid fine-tune one shared backbone, as repetitions share ImageNet weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Leave out every image of the experiment's own training split (same file, or identical
+    /// pixels after preprocessing) before `pretrain.data`'s per-class cap, so a backbone can learn
+    /// from the rest of the same real dataset without seeing the images it is fine-tuned (and
+    /// poisoned) on later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclude_experiment_images: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -200,7 +200,11 @@ pub fn pretrain(
         .ok_or_else(|| Error::Invalid("the experiment has no `[pretrain]` table".into()))?;
     let device = exp.device.device()?;
     let seed = pretrain_seed(exp);
-    let ds = ctx.dataset(&p.data, opts.data_root.as_deref(), seed)?;
+    let ds = if p.exclude_experiment_images {
+        trusted_without_experiment(exp, p, ctx, opts, seed)?
+    } else {
+        ctx.dataset(&p.data, opts.data_root.as_deref(), seed)?
+    };
     let net = crate::models::with_torch_rng(Some(seed ^ 0x7072), || {
         exp.model.recipe().build(
             ds.train.num_classes(),
@@ -234,6 +238,45 @@ pub fn pretrain(
         path.display()
     ));
     Ok(path.to_path_buf())
+}
+
+/// The backbone's trusted data less every image of the experiment's training split
+/// (`pretrain.exclude_experiment_images`); the per-class cap applies to what is left.
+fn trusted_without_experiment(
+    exp: &Experiment,
+    p: &config::PretrainConfig,
+    ctx: &mut Context,
+    opts: &RunOptions,
+    seed: u64,
+) -> Result<std::sync::Arc<Dataset>> {
+    let root = opts.data_root.as_deref();
+    let own = ctx.dataset(&exp.data, root, exp.seed)?;
+    let uncapped = config::DataConfig {
+        max_train_per_class: 0,
+        ..p.data.clone()
+    };
+    let all = ctx.dataset(&uncapped, root, seed)?;
+    let shared = data::duplicates::shared_with(&all.train, &own.train, all.name == own.name);
+    let rest = data::duplicates::drop_indices(&all.train, &shared);
+    if rest.is_empty() {
+        return Err(Error::Invalid(
+            "`pretrain.exclude_experiment_images` leaves no trusted training image: every one is \
+             also in the experiment's training split; give `[pretrain.data]` other images"
+                .into(),
+        ));
+    }
+    let train = data::cap_per_class(&rest, p.data.max_train_per_class, seed);
+    progress::status(format!(
+        "pretrain: left out {} images that the experiment trains on; {} trusted training images",
+        shared.len(),
+        train.len()
+    ));
+    Ok(std::sync::Arc::new(Dataset {
+        name: all.name.clone(),
+        train,
+        test: all.test.clone(),
+        notes: all.notes.clone(),
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -293,10 +336,18 @@ fn backbone(exp: &Experiment, ctx: &mut Context, opts: &RunOptions) -> Result<Op
     }
     let seed = pretrain_seed(exp);
     // A TorchScript model's file is part of what the backbone is.
-    let key = match &exp.model.script {
+    let mut key = match &exp.model.script {
         None => config::fingerprint(&(exp.model.arch, &exp.pretrain, seed)),
         Some(script) => config::fingerprint(&(exp.model.arch, &exp.pretrain, seed, script)),
     };
+    // So are the experiment's images when they are left out of the trusted data.
+    if exp
+        .pretrain
+        .as_ref()
+        .is_some_and(|p| p.exclude_experiment_images)
+    {
+        key = config::fingerprint(&(key, &exp.data, exp.seed));
+    }
     let path = opts
         .out
         .join("pretrained")
@@ -1017,13 +1068,12 @@ fn pct(v: Option<f64>) -> String {
 }
 
 fn one_line(s: &Summary) -> String {
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     format!(
-        "clean acc {}%, CAD {}, ASR {}%",
+        "clean acc {}%, CAD {}, ASR {}",
         pct(Some(s.clean_accuracy)),
-        s.clean_accuracy_drop
-            .map(|c| format!("{c:.2} pts"))
-            .unwrap_or_else(|| "-".into()),
-        pct(s.asr)
+        or_dash(s.clean_accuracy_drop.map(|c| format!("{c:.2} pts"))),
+        or_dash(s.asr.map(|a| format!("{:.2}%", 100.0 * a)))
     )
 }
 

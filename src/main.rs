@@ -242,7 +242,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             data_root,
         } => {
             let cells = config::load(&experiment)?;
-            let cell = cells.first().context("the experiment file has no runs")?;
+            let cell = cells
+                .first()
+                .context("the experiment file has no runs")?
+                .resolved(data_root.as_deref());
             let opts = RunOptions {
                 out: out.parent().map(PathBuf::from).unwrap_or_default(),
                 data_root,

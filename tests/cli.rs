@@ -370,3 +370,64 @@ fn bad_inputs_are_named_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `<dir>/Training|Testing/<class>/<i>.png`: uniform gray images, each a different level.
+fn gray_folder(dir: &Path, per_class: &[(&str, usize)]) {
+    for (split, n) in per_class {
+        for (c, class) in ["a", "b"].iter().enumerate() {
+            let d = dir.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..*n {
+                let level = (10 + 120 * c + 4 * i + if *split == "Testing" { 2 } else { 0 }) as u8;
+                image::GrayImage::from_pixel(28, 28, image::Luma([level]))
+                    .save(d.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn backbone_learns_from_the_images_the_experiment_leaves_out() {
+    let dir = tmp("rest");
+    let data = dir.join("mri");
+    gray_folder(&data, &[("Training", 10), ("Testing", 3)]);
+    let folder = format!(
+        "source = \"folder\"\npath = \"{}\"\nsize = 28\ndrop_test_duplicates = false\n",
+        data.display()
+    );
+    let exp = |own_cap: usize| {
+        format!(
+            "name = \"rest\"\nseed = 2\n[data]\n{folder}max_train_per_class = {own_cap}\n\
+             [model]\narch = \"small_cnn\"\ninit = \"pretrained\"\nfine_tune = \"classifier_only\"\n\
+             [train]\nepochs = 1\nbatch_size = 4\n\
+             [pretrain]\nexclude_experiment_images = true\n[pretrain.data]\n{folder}\
+             [pretrain.train]\nepochs = 1\nbatch_size = 4\n"
+        )
+    };
+    let cfg = write(&dir, "rest.toml", &exp(4));
+    let run = bin()
+        .args(["run", cfg.to_str().unwrap(), "--out"])
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    // 4 of 10 per class train the experiment; the backbone gets the other 6 per class.
+    assert!(
+        err.contains("left out 8 images that the experiment trains on; 12 trusted"),
+        "{err}"
+    );
+    // When the experiment takes every image, nothing trusted is left: a named error.
+    let all = write(&dir, "all.toml", &exp(0));
+    fails_with(
+        &[
+            "run",
+            all.to_str().unwrap(),
+            "--out",
+            dir.join("out2").to_str().unwrap(),
+        ],
+        &["exclude_experiment_images", "no trusted"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -65,6 +65,24 @@ pub fn find(
     report
 }
 
+/// Indices of `set`'s images that `other` holds too: pixel-identical after preprocessing, or
+/// (when both come from one folder, `same_root`) the same file.
+pub fn shared_with(set: &ImageSet, other: &ImageSet, same_root: bool) -> Vec<usize> {
+    let pixels: std::collections::HashSet<Hash> = (0..other.len())
+        .map(|i| hash_pixels(other.image(i)))
+        .collect();
+    let files: std::collections::HashSet<&str> = if same_root {
+        other.sources.iter().map(String::as_str).collect()
+    } else {
+        Default::default()
+    };
+    (0..set.len())
+        .filter(|&i| {
+            files.contains(set.sources[i].as_str()) || pixels.contains(&hash_pixels(set.image(i)))
+        })
+        .collect()
+}
+
 /// Removes the given indices from a set.
 pub fn drop_indices(set: &ImageSet, drop: &[usize]) -> ImageSet {
     let drop: std::collections::HashSet<usize> = drop.iter().copied().collect();
@@ -93,5 +111,19 @@ mod tests {
         assert_eq!(r.leaked(), vec![0, 2]);
         let kept = drop_indices(&test, &r.leaked());
         assert_eq!(kept.sources, vec!["x1".to_string()]);
+    }
+
+    #[test]
+    fn shared_images_by_pixels_and_by_file() {
+        let mut own = ImageSet::empty(1, 1, 2, vec!["a".into()]);
+        own.push(&[0.1, 0.2], 0, "Training/a/1.jpg".into());
+        own.push(&[0.3, 0.4], 0, "Training/a/2.jpg".into());
+        let mut rest = ImageSet::empty(1, 1, 2, vec!["a".into()]);
+        rest.push(&[0.3, 0.4], 0, "Training/a/9.jpg".into()); // a twin under another name
+        rest.push(&[0.5, 0.6], 0, "Training/a/1.jpg".into()); // the same file, re-decoded
+        rest.push(&[0.7, 0.8], 0, "Training/a/3.jpg".into());
+        assert_eq!(shared_with(&rest, &own, true), vec![0, 1]);
+        // Another folder's file names say nothing about these images.
+        assert_eq!(shared_with(&rest, &own, false), vec![0]);
     }
 }

@@ -193,7 +193,8 @@ pub fn resolve(path: &std::path::Path, data_root: Option<&std::path::Path>) -> s
     }
 }
 
-fn cap_per_class(set: &ImageSet, cap: usize, seed: u64) -> ImageSet {
+/// At most `cap` images per class (0: all), drawn with `seed`.
+pub fn cap_per_class(set: &ImageSet, cap: usize, seed: u64) -> ImageSet {
     use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
     if cap == 0 || set.class_counts().iter().all(|&c| c <= cap) {
         return set.clone();
