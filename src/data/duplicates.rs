@@ -68,18 +68,14 @@ pub fn find(
 /// Indices of `set`'s images that `other` holds too: pixel-identical after preprocessing, or
 /// (when both come from one folder, `same_root`) the same file.
 pub fn shared_with(set: &ImageSet, other: &ImageSet, same_root: bool) -> Vec<usize> {
-    let pixels: std::collections::HashSet<Hash> = (0..other.len())
-        .map(|i| hash_pixels(other.image(i)))
-        .collect();
+    let twins = find(other, set, &[], &[]).pixel_identical;
     let files: std::collections::HashSet<&str> = if same_root {
         other.sources.iter().map(String::as_str).collect()
     } else {
         Default::default()
     };
     (0..set.len())
-        .filter(|&i| {
-            files.contains(set.sources[i].as_str()) || pixels.contains(&hash_pixels(set.image(i)))
-        })
+        .filter(|i| twins.binary_search(i).is_ok() || files.contains(set.sources[*i].as_str()))
         .collect()
 }
 
