@@ -444,8 +444,9 @@ mod tests {
         // (asymmetric, so a transposed or flipped map fails): the classifier weights of every
         // other feature position are zeroed. Inputs are blank elsewhere and conv biases zero, so
         // activations outside the region vanish too.
-        tch::manual_seed(0);
-        let net = Net::new(Arch::SmallCnn, 2, 1, 32, tch::Device::Cpu).unwrap();
+        let net = crate::models::with_torch_rng(Some(0), || {
+            Net::new(Arch::SmallCnn, 2, 1, 32, tch::Device::Cpu).unwrap()
+        });
         let side = 8i64; // 32 / 4 feature positions per side
         tch::no_grad(|| {
             for (name, mut t) in net.vs.variables() {

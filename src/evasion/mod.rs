@@ -134,8 +134,9 @@ mod tests {
 
     #[test]
     fn pgd_stays_in_the_ball_and_the_pixel_range() {
-        tch::manual_seed(1);
-        let net = Net::new(crate::models::Arch::SmallCnn, 4, 1, 28, Device::Cpu).unwrap();
+        let net = crate::models::with_torch_rng(Some(1), || {
+            Net::new(crate::models::Arch::SmallCnn, 4, 1, 28, Device::Cpu).unwrap()
+        });
         let model = logits_of(&net, &Normalizer::identity(), 1);
         let x = Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu));
         let y = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3]);

@@ -622,8 +622,9 @@ mod tests {
     /// fast path), and its logits equal the same weights computed in plain NCHW order.
     #[test]
     fn small_cnn_channels_last_equals_nchw() {
-        tch::manual_seed(5);
-        let net = Net::new(Arch::SmallCnn, 2, 1, 28, Device::Cpu).unwrap();
+        let net = with_torch_rng(Some(5), || {
+            Net::new(Arch::SmallCnn, 2, 1, 28, Device::Cpu).unwrap()
+        });
         let vars = net.vs.variables();
         assert_eq!(vars["features.0.weight"].stride(), vec![9, 1, 3, 1]);
         let x = Tensor::rand([4, 1, 28, 28], (tch::Kind::Float, Device::Cpu));

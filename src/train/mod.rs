@@ -209,17 +209,20 @@ mod tests {
 
     #[test]
     fn tiny_training_run_learns() {
-        tch::manual_seed(0);
         let data = generate(&PhantomConfig {
             size: 28,
-            train_per_class: 60,
+            train_per_class: 100,
             test_per_class: 25,
             ..Default::default()
         });
-        let net = Net::new(Arch::SmallCnn, 4, 1, 28, Device::Cpu).unwrap();
+        // Seeded under the generator's lock: other tests draw from it at the same time. Over
+        // init seeds 0..12 this size ends at 68–76% test accuracy, well clear of the bar.
+        let net = crate::models::with_torch_rng(Some(0), || {
+            Net::new(Arch::SmallCnn, 4, 1, 28, Device::Cpu).unwrap()
+        });
         let norm = Normalizer::from_set(&data.train);
         let (_, before) = evaluate(&net, &data.test, &norm);
-        let cfg = TrainConfig::adam(6, 16);
+        let cfg = TrainConfig::adam(10, 16);
         let hist = fit(
             &net,
             &data.train,
@@ -244,14 +247,15 @@ mod tests {
 
     #[test]
     fn frozen_features_do_not_change() {
-        tch::manual_seed(1);
         let data = generate(&PhantomConfig {
             size: 32,
             train_per_class: 8,
             test_per_class: 1,
             ..Default::default()
         });
-        let net = Net::new(Arch::SmallCnn, 4, 1, 32, Device::Cpu).unwrap();
+        let net = crate::models::with_torch_rng(Some(1), || {
+            Net::new(Arch::SmallCnn, 4, 1, 32, Device::Cpu).unwrap()
+        });
         net.apply_fine_tune(crate::models::FineTune::ClassifierOnly)
             .unwrap();
         let snapshot: Vec<(String, Tensor)> = net
