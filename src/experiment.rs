@@ -1068,12 +1068,14 @@ fn pct(v: Option<f64>) -> String {
 }
 
 fn one_line(s: &Summary) -> String {
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    // A missing value prints as a bare "-", without its unit.
+    let cad = s
+        .clean_accuracy_drop
+        .map_or("-".into(), |c| format!("{c:.2} pts"));
+    let asr = s.asr.map_or("-".into(), |a| format!("{}%", pct(Some(a))));
     format!(
-        "clean acc {}%, CAD {}, ASR {}",
-        pct(Some(s.clean_accuracy)),
-        or_dash(s.clean_accuracy_drop.map(|c| format!("{c:.2} pts"))),
-        or_dash(s.asr.map(|a| format!("{:.2}%", 100.0 * a)))
+        "clean acc {}%, CAD {cad}, ASR {asr}",
+        pct(Some(s.clean_accuracy))
     )
 }
 
