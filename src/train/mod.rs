@@ -6,6 +6,7 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::data::ImageSet;
 use crate::data::augment::AugmentConfig;
 use crate::error::Result;
+use crate::evasion::EvasionConfig;
 use crate::models::Net;
 use normalize::Normalizer;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -95,6 +96,26 @@ impl Proximal {
     }
 }
 
+/// What a training step adds to plain cross-entropy on its batch.
+#[derive(Default, Clone, Copy)]
+pub struct Objective<'a> {
+    /// FedProx's proximal term.
+    pub proximal: Option<&'a Proximal>,
+    /// Adversarial training (Madry et al.): every batch is trained on together with its
+    /// adversarial copies, crafted against the weights of that step, so the examples keep up
+    /// with the model instead of going stale after its first steps.
+    pub adversarial: Option<&'a EvasionConfig>,
+}
+
+impl<'a> Objective<'a> {
+    pub fn adversarial(attack: Option<&'a EvasionConfig>) -> Self {
+        Objective {
+            adversarial: attack,
+            ..Default::default()
+        }
+    }
+}
+
 /// Trains `net` for `cfg.epochs` epochs; evaluates on `val` after each epoch when given.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
@@ -105,7 +126,7 @@ pub fn fit(
     cfg: &TrainConfig,
     augment: &AugmentConfig,
     seed: u64,
-    proximal: Option<&Proximal>,
+    objective: &Objective,
     on_batch: OnBatch,
 ) -> Result<Vec<EpochRecord>> {
     let device = net.vs.device();
@@ -116,7 +137,7 @@ pub fn fit(
     let mut opt = optimizer(net, cfg)?;
     let mut rng = StdRng::seed_from_u64(seed);
     crate::models::layers::seed_dropout(seed ^ 0x64726f70);
-    let prox = proximal.filter(|p| p.mu > 0.0);
+    let prox = objective.proximal.filter(|p| p.mu > 0.0);
     let mut order: Vec<i64> = (0..data.len as i64).collect();
     let mut history = Vec::with_capacity(cfg.epochs);
     let mut batches_done = 0;
@@ -127,24 +148,36 @@ pub fn fit(
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
         for idx in order.chunks(cfg.batch_size) {
             let (x, y) = data.batch(idx);
-            let x = prep.apply(&augment.apply(&x, &mut rng));
-            let logits = net.forward_t(&x, true);
+            let x = augment.apply(&x, &mut rng);
+            let (x, y) = match objective.adversarial {
+                Some(a) => {
+                    // Eval mode: the attack's forward passes must not move batch-norm statistics.
+                    let model = |t: &Tensor| net.forward_t(&prep.apply(t), false);
+                    let attack_seed =
+                        seed ^ (batches_done as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let adv = a.attack().generate(&model, &x, &y, attack_seed);
+                    (Tensor::cat(&[&x, &adv], 0), Tensor::cat(&[&y, &y], 0))
+                }
+                None => (x, y),
+            };
+            let n = y.size()[0] as usize;
+            let logits = net.forward_t(&prep.apply(&x), true);
             let loss = logits.cross_entropy_for_logits(&y);
-            let objective = match prox.and_then(Proximal::term) {
+            let total = match prox.and_then(Proximal::term) {
                 Some(t) => &loss + t,
                 None => loss.shallow_clone(),
             };
             opt.zero_grad();
-            objective.backward();
+            total.backward();
             opt.step();
             let l = loss.double_value(&[]);
-            loss_sum += l * idx.len() as f64;
+            loss_sum += l * n as f64;
             correct += logits
                 .argmax(-1, false)
                 .eq_tensor(&y)
                 .sum(Kind::Int64)
                 .int64_value(&[]);
-            seen += idx.len();
+            seen += n;
             batches_done += 1;
             on_batch(batches_done, loss_sum / seen as f64);
         }
@@ -231,7 +264,7 @@ mod tests {
             &cfg,
             &AugmentConfig::default(),
             0,
-            None,
+            &Objective::default(),
             &mut |_, _| {},
         )
         .unwrap();
@@ -277,7 +310,7 @@ mod tests {
             &cfg,
             &AugmentConfig::default(),
             0,
-            None,
+            &Objective::default(),
             &mut |_, _| {},
         )
         .unwrap();
@@ -287,5 +320,33 @@ mod tests {
             // Feature weights and batch-norm statistics stay; the head moves.
             assert_eq!(same, n.starts_with("features."), "{n}");
         }
+    }
+
+    #[test]
+    fn adversarial_training_holds_up_better_under_attack() {
+        use crate::evasion::testing::{accuracy_under, phantoms, trained};
+        use crate::evasion::{EvasionConfig, fgsm::Fgsm};
+        let (data, norm) = phantoms();
+        let attack = EvasionConfig::Fgsm(Fgsm {
+            eps: 0.03,
+            target: None,
+        });
+        // The same init and data, with or without the attack's examples in every batch.
+        let (plain_net, plain_hist) = trained(&data, &norm, 3, 12, &Objective::default());
+        let (adv_net, adv_hist) =
+            trained(&data, &norm, 3, 12, &Objective::adversarial(Some(&attack)));
+        let plain = accuracy_under(&plain_net, &data, &norm, &attack);
+        let robust = accuracy_under(&adv_net, &data, &norm, &attack);
+        // Over init seeds 1..=6: plain 5–9%, adversarially trained 26–33%.
+        assert!(
+            robust > plain + 0.1,
+            "under FGSM: plain {plain}, adversarially trained {robust}"
+        );
+        // The adversarial half is part of every batch: its loss is the higher one.
+        let last = |h: &[EpochRecord]| h.last().unwrap().train_loss;
+        assert!(
+            last(&adv_hist) > last(&plain_hist),
+            "{adv_hist:?} {plain_hist:?}"
+        );
     }
 }
