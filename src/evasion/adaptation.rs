@@ -192,7 +192,7 @@ mod tests {
         };
         adapt(&net, &data.train, &norm, &cfg, &TrainConfig::adam(8, 16), 1).unwrap();
         let after = accuracy_under(&net, &data, &norm, &attack);
-        // Over init seeds 1..=5 adaptation gains 10 points or more (e.g. 15% → 25%).
+        // Over init seeds 1..=5 adaptation gains 8 points or more (e.g. 17% → 25%).
         assert!(
             after > before + 0.05,
             "under FGSM: {before} before adaptation, {after} after"
