@@ -112,7 +112,7 @@ pub fn adapt(
         &tc,
         &AugmentConfig::default(),
         seed,
-        &train::Objective::adversarial(Some(&cfg.attack)),
+        &train::Objective::adversarial(&cfg.attack),
         &mut |_, _| {},
     )?;
     Ok(())

@@ -108,7 +108,6 @@ pub(crate) mod testing {
     use crate::data::augment::AugmentConfig;
     use crate::data::synthetic::{PhantomConfig, generate};
     use crate::train::{self, EpochRecord, Objective};
-    use tch::Kind;
 
     pub fn phantoms() -> (Dataset, Normalizer) {
         let data = generate(&PhantomConfig {
@@ -154,10 +153,10 @@ pub(crate) mod testing {
         attack: &EvasionConfig,
     ) -> f64 {
         let (x, y) = (data.test.to_tensor(), data.test.labels_tensor());
-        let model = logits_of(net, norm, 1);
-        let adv = attack.attack().generate(&*model, &x, &y, 0);
-        let pred = tch::no_grad(|| model(&adv).argmax(-1, false));
-        pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]) as f64 / data.test.len() as f64
+        let adv = attack
+            .attack()
+            .generate(&*logits_of(net, norm, 1), &x, &y, 0);
+        crate::metrics::accuracy(&transfer::predict(net, norm, 1, &adv), &data.test.labels)
     }
 }
 

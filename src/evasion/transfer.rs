@@ -141,7 +141,8 @@ pub fn row(clean: &[Vec<i64>], adv: &[Vec<i64>], source: usize) -> (Vec<f64>, Ve
     (asr, etr)
 }
 
-fn predict(net: &Net, norm: &Normalizer, channels: usize, x: &Tensor) -> Vec<i64> {
+/// Predicted classes of `net` on raw pixels.
+pub(crate) fn predict(net: &Net, norm: &Normalizer, channels: usize, x: &Tensor) -> Vec<i64> {
     let model = logits_of(net, norm, channels);
     let p = tch::no_grad(|| model(x).argmax(1, false));
     Vec::<i64>::try_from(p).expect("class indices")

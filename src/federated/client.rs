@@ -113,7 +113,7 @@ impl Shared<'_> {
             mix(self.seed, round as u64, c.id as u64),
             &train::Objective {
                 proximal: prox.as_ref(),
-                adversarial: None,
+                ..Default::default()
             },
             &mut |_, _| {},
         )?;
