@@ -603,6 +603,11 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Cell>> {
     let mut root: toml::Value = toml::from_str(text)
         .map_err(|e| Error::config(file, "", format!("not valid TOML: {e}")))?;
     let grid = root.as_table_mut().and_then(|t| t.remove("grid"));
+    // The paper's numbers (`[[reference]]`) belong to the sweep, not to a cell: they change no
+    // result and no cache key (read by `paper_vs_measured::parse`).
+    if let Some(t) = root.as_table_mut() {
+        t.remove(crate::paper_vs_measured::KEY);
+    }
     let axes: Vec<(String, Vec<toml::Value>)> = match grid {
         None => Vec::new(),
         Some(toml::Value::Table(t)) => t

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use fedsentry::config;
 use fedsentry::experiment::{self, RunOptions};
+use fedsentry::paper_vs_measured;
 use std::path::PathBuf;
 
 /// The shipped centralized study, built in so `fedsentry demo` runs from anywhere.
@@ -154,9 +155,21 @@ fn fetch(flag: &str, out: &std::path::Path, base_url: &str, md5: Option<&str>) -
     Ok(())
 }
 
-fn run_and_print(cells: &[config::Cell], opts: &RunOptions) -> Result<()> {
+fn run_and_print(
+    cells: &[config::Cell],
+    references: &[paper_vs_measured::Reference],
+    opts: &RunOptions,
+) -> Result<()> {
     let summaries = experiment::run_cells(cells, opts)?;
     println!("{}", experiment::results_table(&summaries));
+    let rows = paper_vs_measured::write(&opts.out, references, &summaries)?;
+    if !rows.is_empty() {
+        println!(
+            "\nPaper vs measured:\n{}\npaper vs measured: {}",
+            paper_vs_measured::table(&rows),
+            opts.out.join("paper_vs_measured.csv").display()
+        );
+    }
     let settings = fedsentry::repetitions::settings(&summaries);
     if fedsentry::repetitions::repeated(&settings) {
         println!(
@@ -224,7 +237,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 force,
                 jobs,
             };
-            run_and_print(&cells, &opts)
+            let references = paper_vs_measured::load(&experiment)?;
+            run_and_print(&cells, &references, &opts)
         }
         Command::Demo { out, force } => {
             let cells = config::parse(DEMO_CONFIG, "configs/thesis_centralized.toml")?;
@@ -234,7 +248,9 @@ fn dispatch(cli: Cli) -> Result<()> {
                 force,
                 jobs: 1,
             };
-            run_and_print(&cells, &opts)
+            let references =
+                paper_vs_measured::parse(DEMO_CONFIG, "configs/thesis_centralized.toml")?;
+            run_and_print(&cells, &references, &opts)
         }
         Command::Pretrain {
             experiment,

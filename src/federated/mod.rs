@@ -245,6 +245,9 @@ pub struct RoundRecord {
     /// Distributed evaluation: the clients' validation sets, weighted by their sizes.
     pub val_loss: Option<f64>,
     pub val_accuracy: Option<f64>,
+    /// The same over the honest clients only (MAD's Fig 3c: what the attack costs them).
+    pub benign_val_loss: Option<f64>,
+    pub benign_val_accuracy: Option<f64>,
     /// Privacy spent so far (ε at the rule's δ), for rules with an accountant.
     pub epsilon: Option<f64>,
     pub seconds: f64,
@@ -501,6 +504,7 @@ pub fn simulate(
         let eval_ids = strategy.configure_evaluate(round, clients.len(), &mut rng);
         let trained = round_start..client_log.len();
         let (mut vl, mut va, mut vn) = (0.0, 0.0, 0usize);
+        let (mut bl, mut ba, mut bn) = (0.0, 0.0, 0usize);
         for &id in &eval_ids {
             let c = &clients[id];
             if c.val.is_empty() {
@@ -512,6 +516,11 @@ pub fn simulate(
             vl += loss * val.len() as f64;
             va += acc * val.len() as f64;
             vn += val.len();
+            if !c.malicious {
+                bl += loss * val.len() as f64;
+                ba += acc * val.len() as f64;
+                bn += val.len();
+            }
             let rec = ClientRecord {
                 round,
                 client: id,
@@ -552,6 +561,8 @@ pub fn simulate(
             asr_all,
             val_loss: mean(vl, vn),
             val_accuracy: mean(va, vn),
+            benign_val_loss: mean(bl, bn),
+            benign_val_accuracy: mean(ba, bn),
             epsilon: strategy.epsilon(),
             seconds: start.elapsed().as_secs_f64(),
         };
@@ -708,12 +719,20 @@ mod tests {
         attack: &Poisoning,
         initial: Vec<f32>,
     ) -> Simulation {
-        let fed = fed_config(workers);
+        simulate_fed(&fed_config(workers), data, attack, initial)
+    }
+
+    fn simulate_fed(
+        fed: &FederationConfig,
+        data: &Dataset,
+        attack: &Poisoning,
+        initial: Vec<f32>,
+    ) -> Simulation {
         let train = local_training();
         let augment = AugmentConfig::default();
-        let (clients, counts) = make_clients(&fed, data, Some(attack), 5).unwrap();
+        let (clients, counts) = make_clients(fed, data, Some(attack), 5).unwrap();
         let setup = Setup {
-            fed: &fed,
+            fed,
             strategy: strategy::build(&fed.strategy, fed.sampling()),
             shared: Shared {
                 data,
@@ -792,6 +811,65 @@ mod tests {
         assert_eq!(one.test_loss.to_bits(), two.test_loss.to_bits());
         let losses = |s: &Simulation| s.clients.iter().map(|c| c.train_loss).collect::<Vec<_>>();
         assert_eq!(losses(&one), losses(&two));
+    }
+
+    #[test]
+    fn an_excluded_client_neither_trains_nor_receives_the_model_again() {
+        let data = generate(&PhantomConfig {
+            size: 32,
+            train_per_class: 20,
+            test_per_class: 2,
+            ..Default::default()
+        });
+        // Clients 1 and 3 send pure noise, far outside the honest cluster: MAD (trust starting
+        // at 0) excludes them as soon as K-means separates them.
+        let fed: FederationConfig = toml::from_str(
+            "clients = 5\nrounds = 3\n[strategy]\nrule = \"mad\"\n[malicious]\nclients = [1, 3]\nmodel_poisoning = { kind = \"gaussian_noise\", sigma = 10.0 }\n[partition]\nkind = \"iid\"",
+        )
+        .unwrap();
+        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
+        let sim = simulate_fed(&fed, &data, &backdoor(), params::flatten(&net));
+        // Round of exclusion per client (MAD repeats the flag every later round).
+        let mut since = std::collections::BTreeMap::new();
+        for d in sim.defense.iter().filter(|d| d.action == Action::Excluded) {
+            since.entry(d.client).or_insert(d.round);
+        }
+        // K-means with k = 2 may first pair one noisy client with the honest ones; by round 2
+        // both are out.
+        assert_eq!(since.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+        assert!(since.values().all(|&r| r <= 2), "{since:?}");
+        for r in &sim.clients {
+            if let Some(&x) = since.get(&r.client) {
+                // It trains in its exclusion round (and is dropped from that average), but is
+                // sent no model afterwards: no evaluation then, nothing later.
+                assert!(
+                    r.round < x || (r.round == x && r.val_accuracy.is_none()),
+                    "client {} (excluded in round {x}) active in round {}",
+                    r.client,
+                    r.round
+                );
+            }
+        }
+        let active = |round: usize, trained: bool| -> Vec<usize> {
+            sim.clients
+                .iter()
+                .filter(|r| r.round == round)
+                .filter(|r| {
+                    if trained {
+                        r.train_loss.is_some()
+                    } else {
+                        r.val_accuracy.is_some()
+                    }
+                })
+                .map(|r| r.client)
+                .collect()
+        };
+        assert_eq!(active(3, true), vec![0, 2, 4]);
+        assert_eq!(active(3, false), vec![0, 2, 4]);
+        // Benign clients' validation accuracy is the honest-only mean (all honest here).
+        let last = sim.rounds.last().unwrap();
+        assert_eq!(last.benign_val_accuracy, last.val_accuracy);
+        assert_eq!(sim.rounds[2].malicious_fit, 0);
     }
 
     #[test]

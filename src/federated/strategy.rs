@@ -141,7 +141,11 @@ pub trait Strategy: Send + Sync {
     /// Clients that evaluate the new global model on their validation sets.
     fn configure_evaluate(&self, _round: usize, clients: usize, rng: &mut StdRng) -> Vec<usize> {
         let s = self.sampling();
+        let excluded = self.excluded();
         sample(clients, s.fraction_evaluate, s.min_evaluate_clients, rng)
+            .into_iter()
+            .filter(|c| !excluded.contains(c))
+            .collect()
     }
 
     /// Starts aggregating a round.

@@ -1,16 +1,28 @@
-//! MAD, trust-based model anomaly detection, over FedAvg. From the activation round on, every
-//! round:
+//! MAD, trust-based model anomaly detection over FedAvg (Korobeinikov, Chuprov, Reznik, §II,
+//! eqs (1)–(7)). From the activation round on, every round, for every client still taking part:
 //! 1. K-means (k clusters) over the clients' model parameters (or their updates); the main
 //!    cluster is the largest.
-//! 2. dᵢ = 1 − ‖pᵢ − c‖ / D, the normalized Euclidean distance to the main cluster's center c,
-//!    clipped to [0, 1] (the normalizer D: see [`Normalization`]).
-//! 3. Reputation: R⁰ = d; afterwards R̃ = (R + d) + R/t if d ≥ α, else
-//!    (R + d) − exp(−(1 − d)·R/t) (t the round), clipped to [0, 1], smoothed
-//!    R ← β_R·R + (1 − β_R)·R̃ (β_R = 0.75).
-//! 4. Trust: T̃ = √(R² + d²) − √((1 − R)² + (1 − d)²), smoothed T ← β_T·T + (1 − β_T)·T̃
-//!    (β_T = 0.85, T starting at `initial_trust`), clipped to [0, 1].
+//! 2. dᵢ = 1 − ‖pᵢ − c‖ / D, one minus the normalized Euclidean distance to the main cluster's
+//!    center c, clipped to [0, 1] (the normalizer D: see [`Normalization`]).
+//! 3. Reputation. (1) In MAD's first round R = d. Afterwards
+//!    (2) R̃ = (R⁻ + d) + R⁻/t if d ≥ α, else (R⁻ + d) − exp(−(1 − d)·R⁻/t), t the round;
+//!    (3) R̃ clipped to [0, 1]; (4) R = β_R·R̃ + (1 − β_R)·R⁻, β_R = 0.75.
+//! 4. Trust. (5) T̃ = √(R² + d²) − √((1 − R)² + (1 − d)²); (6) T = β_T·T̃ + (1 − β_T)·T⁻,
+//!    β_T = 0.85, T⁻ = 0 before the first round ("starting at 0 for all clients");
+//!    (7) T clipped to [0, 1].
 //! 5. A client whose trust falls below the threshold is left out of this round's average and
-//!    of every later round.
+//!    excluded for good: it is never again asked to train or to evaluate, so it no longer
+//!    receives the global model (§V).
+//!
+//! In (4) and (6) β weighs the value just computed and 1 − β the previous round's, as the paper
+//! writes them. `smoothing = "previous_weighted"` puts β on the previous value instead: a slower
+//! filter that needs several bad rounds before trust falls, kept for comparison with earlier runs
+//! of this rule (which also started trust at 1: `initial_trust = 1.0`).
+//!
+//! The paper is silent on k, on how the distance is normalized and on the threshold (it calls
+//! the threshold β, like the smoothing factors); the defaults here are k = 2, the radius
+//! normalization and 0.5, all configurable. Scores before the activation round are not
+//! accumulated: "detection and exclusion … is initiated" at that round.
 
 use super::fedavg::WeightedMean;
 use super::{kmeans, require, vector};
@@ -30,6 +42,26 @@ pub enum MadInput {
     #[default]
     Parameters,
     Updates,
+}
+
+/// Which value β weighs in the smoothing steps (4) and (6).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Smoothing {
+    /// x = β·x̃ + (1 − β)·x⁻: the paper's equations (4) and (6).
+    #[default]
+    CurrentWeighted,
+    /// x = β·x⁻ + (1 − β)·x̃: β on the previous value (this rule's earlier behaviour).
+    PreviousWeighted,
+}
+
+impl Smoothing {
+    fn apply(self, beta: f64, current: f64, previous: f64) -> f64 {
+        match self {
+            Smoothing::CurrentWeighted => beta * current + (1.0 - beta) * previous,
+            Smoothing::PreviousWeighted => beta * previous + (1.0 - beta) * current,
+        }
+    }
 }
 
 /// The divisor D in dᵢ = 1 − distᵢ / D. The paper says only "normalized".
@@ -72,8 +104,11 @@ pub struct MadConfig {
     pub beta_trust: f64,
     #[serde(default = "half")]
     pub threshold: f64,
-    #[serde(default = "one_f")]
+    /// T⁻ of the first round: 0 in the paper.
+    #[serde(default)]
     pub initial_trust: f64,
+    #[serde(default)]
+    pub smoothing: Smoothing,
     #[serde(default = "yes")]
     pub weighted: bool,
 }
@@ -95,9 +130,6 @@ fn beta_r() -> f64 {
 }
 fn beta_t() -> f64 {
     0.85
-}
-fn one_f() -> f64 {
-    1.0
 }
 fn yes() -> bool {
     true
@@ -151,29 +183,34 @@ pub struct Standing {
 }
 
 impl MadConfig {
-    /// One round of the reputation and trust equations for a client at distance score `d`.
+    /// One round of equations (1)–(7) for a client at distance score `d` in round `t`, from its
+    /// standing after the previous round (`None` in MAD's first round).
     pub fn step(&self, prev: Option<Standing>, d: f64, t: usize) -> Standing {
         let t = t.max(1) as f64;
         let (reputation, trust_prev) = match prev {
+            // (1)
             None => (d, self.initial_trust),
             Some(p) => {
                 let r = p.reputation;
+                // (2)
                 let raw = if d >= self.alpha {
                     (r + d) + r / t
                 } else {
                     (r + d) - (-(1.0 - d) * r / t).exp()
                 };
+                // (3), then (4)
                 let raw = raw.clamp(0.0, 1.0);
-                (
-                    self.beta_reputation * r + (1.0 - self.beta_reputation) * raw,
-                    p.trust,
-                )
+                (self.smoothing.apply(self.beta_reputation, raw, r), p.trust)
             }
         };
         let r = reputation;
+        // (5)
         let raw_t = (r * r + d * d).sqrt() - ((1.0 - r).powi(2) + (1.0 - d).powi(2)).sqrt();
-        let trust =
-            (self.beta_trust * trust_prev + (1.0 - self.beta_trust) * raw_t).clamp(0.0, 1.0);
+        // (6), then (7)
+        let trust = self
+            .smoothing
+            .apply(self.beta_trust, raw_t, trust_prev)
+            .clamp(0.0, 1.0);
         Standing { reputation, trust }
     }
 
@@ -342,63 +379,111 @@ mod tests {
     }
 
     #[test]
-    fn equations_by_hand() {
+    fn equations_by_hand_in_the_papers_order() {
         let cfg = MadConfig::default();
-        // First round: R⁰ = d = 0.8; T̃ = √(0.64 + 0.64) − √(0.04 + 0.04) = 0.8√2 − 0.2√2
-        // = 0.6√2 ≈ 0.848528; T = 0.85·1 + 0.15·0.848528 = 0.977279.
+        // Round 1, d = 0.8: (1) R = 0.8; (5) T̃ = √(0.64 + 0.64) − √(0.04 + 0.04) = 0.6√2
+        // ≈ 0.848528; (6) T = 0.85·0.848528 + 0.15·0 ≈ 0.721249 (trust starts at 0).
         let s1 = cfg.step(None, 0.8, 1);
         assert!(close(s1.reputation, 0.8));
-        assert!(close(s1.trust, 0.85 + 0.15 * 0.6 * 2f64.sqrt()));
-        // Round 2, d = 0.2 < α: R̃ = (0.8 + 0.2) − exp(−0.8·0.8/2) = 1 − e^{−0.32} ≈ 0.273851;
-        // R = 0.75·0.8 + 0.25·0.273851 = 0.668463.
+        assert!(close(s1.trust, 0.85 * 0.6 * 2f64.sqrt()));
+        assert!((s1.trust - 0.721249).abs() < 1e-6);
+        // Round 2, d = 0.2 < α: (2) R̃ = (0.8 + 0.2) − exp(−0.8·0.8/2) = 1 − e^{−0.32}
+        // ≈ 0.273851; (4) R = 0.75·0.273851 + 0.25·0.8 ≈ 0.405388; (5) T̃ = √(R² + 0.04)
+        // − √((1 − R)² + 0.64) ≈ −0.544737; (6) T = 0.85·T̃ + 0.15·0.721249 ≈ −0.354839;
+        // (7) clipped to 0.
         let s2 = cfg.step(Some(s1), 0.2, 2);
         let r_raw = 1.0 - (-0.32f64).exp();
-        let r = 0.75 * 0.8 + 0.25 * r_raw;
+        let r = 0.75 * r_raw + 0.25 * 0.8;
         assert!(close(s2.reputation, r));
-        let t_raw = (r * r + 0.04).sqrt() - ((1.0 - r).powi(2) + 0.64).sqrt();
-        assert!(close(s2.trust, 0.85 * s1.trust + 0.15 * t_raw));
-        // Round 3, d = 0.9 ≥ α: R̃ = (R + 0.9) + R/3 clipped to 1.
+        assert!((s2.reputation - 0.405388).abs() < 1e-6);
+        assert_eq!(s2.trust, 0.0);
+        // Round 3, d = 0.9 ≥ α: (2) R̃ = (R + 0.9) + R/3 > 1, (3) clipped to 1;
+        // (4) R = 0.75 + 0.25·0.405388 ≈ 0.851347; T = 0.85·T̃ + 0.15·0 ≈ 0.900753.
         let s3 = cfg.step(Some(s2), 0.9, 3);
-        assert!(close(s3.reputation, 0.75 * r + 0.25));
+        assert!(close(s3.reputation, 0.75 + 0.25 * r));
+        assert!((s3.trust - 0.900753).abs() < 1e-6);
     }
+
+    #[test]
+    fn previous_weighted_smoothing_puts_beta_on_the_previous_value() {
+        let cfg = MadConfig {
+            smoothing: Smoothing::PreviousWeighted,
+            initial_trust: 1.0,
+            ..Default::default()
+        };
+        // T = 0.85·1 + 0.15·0.6√2; then R = 0.75·0.8 + 0.25·(1 − e^{−0.32}).
+        let s1 = cfg.step(None, 0.8, 1);
+        assert!(close(s1.trust, 0.85 + 0.15 * 0.6 * 2f64.sqrt()));
+        let s2 = cfg.step(Some(s1), 0.2, 2);
+        assert!(close(
+            s2.reputation,
+            0.75 * 0.8 + 0.25 * (1.0 - (-0.32f64).exp())
+        ));
+        assert!(MadConfig::default().validate().is_ok());
+        let named: MadConfig = toml::from_str("smoothing = \"previous_weighted\"").unwrap();
+        assert_eq!(named.smoothing, Smoothing::PreviousWeighted);
+    }
+
+    fn trust_of(out: &Aggregate, c: usize) -> f64 {
+        out.scores
+            .iter()
+            .find(|s| s.client == c && s.name == "trust")
+            .unwrap()
+            .value
+    }
+
+    const SPREAD: [&[f32]; 5] = [
+        &[1.0, 0.0],
+        &[1.1, 0.1],
+        &[0.9, -0.1],
+        &[-5.0, 5.0],
+        &[-5.2, 5.1],
+    ];
 
     #[test]
     fn excludes_the_outliers_for_good() {
         let mad = Mad::new(MadConfig::default(), Sampling::default());
-        let v: [&[f32]; 5] = [
-            &[1.0, 0.0],
-            &[1.1, 0.1],
-            &[0.9, -0.1],
-            &[-5.0, 5.0],
-            &[-5.2, 5.1],
-        ];
         let global = [0.0, 0.0];
-        // Round 1: clients 3 and 4 sit far outside the main cluster (d = 0, R = 0):
-        // T = 0.85·1 + 0.15·(0 − √2) ≈ 0.638, still above 0.5.
-        let out = run_with(&mad, ctx(&global), updates(&v)).unwrap();
-        assert!(out.flags.is_empty());
-        let trust = |out: &Aggregate, c: usize| {
-            out.scores
-                .iter()
-                .find(|s| s.client == c && s.name == "trust")
-                .unwrap()
-                .value
-        };
-        assert!(close(trust(&out, 3), 0.85 - 0.15 * 2f64.sqrt()));
-        // Round 2: T ≈ 0.85·0.638 − 0.212 ≈ 0.330 < 0.5: both are excluded.
-        let mut c2 = ctx(&global);
-        c2.round = 2;
-        let out = run_with(&mad, c2, updates(&v)).unwrap();
+        // Main cluster: clients 0–2 around (1, 0), radius 0.1√2, so D = 4·0.1√2 and clients 1
+        // and 2 score d = 0.75: R = 0.75, T = 0.85·(0.75√2 − 0.25√2) ≈ 0.601 ≥ 0.5.
+        // Clients 3 and 4 lie beyond D: d = 0, R = 0, T̃ = −√2, T = 0 < 0.5, excluded at once.
+        let out = run_with(&mad, ctx(&global), updates(&SPREAD)).unwrap();
         let excluded: Vec<usize> = out.flags.iter().map(|f| f.client).collect();
         assert_eq!(excluded, vec![3, 4]);
+        assert!((trust_of(&out, 1) - 0.85 * 0.5 * 2f64.sqrt()).abs() < 1e-9);
+        assert_eq!(trust_of(&out, 3), 0.0);
         assert!(crate::federated::rules::testing::close(
             &out.params,
             &[1.0, 0.0]
         ));
         assert_eq!(Strategy::excluded(&mad), vec![3, 4]);
-        // They are not asked to train again.
+        // They are neither asked to train nor sent the model to evaluate again.
         let mut rng = rand::SeedableRng::seed_from_u64(0);
-        assert_eq!(mad.configure_fit(3, 5, &mut rng), vec![0, 1, 2]);
+        assert_eq!(mad.configure_fit(2, 5, &mut rng), vec![0, 1, 2]);
+        assert_eq!(mad.configure_evaluate(2, 5, &mut rng), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn previous_weighted_smoothing_from_trust_one_waits_a_round() {
+        let mad = Mad::new(
+            MadConfig {
+                smoothing: Smoothing::PreviousWeighted,
+                initial_trust: 1.0,
+                ..Default::default()
+            },
+            Sampling::default(),
+        );
+        let global = [0.0, 0.0];
+        // Round 1: T = 0.85·1 + 0.15·(0 − √2) ≈ 0.638, still above 0.5.
+        let out = run_with(&mad, ctx(&global), updates(&SPREAD)).unwrap();
+        assert!(out.flags.is_empty());
+        assert!(close(trust_of(&out, 3), 0.85 - 0.15 * 2f64.sqrt()));
+        // Round 2: T ≈ 0.85·0.638 − 0.212 ≈ 0.330 < 0.5: both are excluded.
+        let mut c2 = ctx(&global);
+        c2.round = 2;
+        let out = run_with(&mad, c2, updates(&SPREAD)).unwrap();
+        let excluded: Vec<usize> = out.flags.iter().map(|f| f.client).collect();
+        assert_eq!(excluded, vec![3, 4]);
     }
 
     #[test]
