@@ -451,6 +451,16 @@ impl Experiment {
                     ));
                 }
                 e.validate()?;
+                if e.adapt.is_some()
+                    && self
+                        .federation
+                        .as_ref()
+                        .is_some_and(|f| f.server_images == 0)
+                {
+                    return Err(Error::Invalid(
+                        "`evasion.adapt` needs `federation.server_images` > 0: the server adapts the model on images of its own, which no client holds".into(),
+                    ));
+                }
             }
             if let Some(g) = &self.gradcam {
                 g.validate()?;

@@ -444,6 +444,19 @@ fn federated_train_and_evaluate(
     label: &str,
 ) -> Result<Outcome> {
     let fed = exp.federation.as_ref().expect("federated experiment");
+    // The server's own images are set aside before the clients partition the rest.
+    let reserved;
+    let (ds, server_set) = if fed.server_images > 0 {
+        let (clients_ds, server) = federated::server_data::split(
+            ds,
+            fed.server_images,
+            federated::client::mix(exp.seed, 0x7365_7276, 0),
+        )?;
+        reserved = clients_ds;
+        (&reserved, Some(server))
+    } else {
+        (ds, None)
+    };
     let (net, frozen_fraction) = initial_net(exp, ds, backbone)?;
     let initial = federated::params::flatten(&net);
     drop(net);
@@ -473,8 +486,30 @@ fn federated_train_and_evaluate(
         probe,
         asr_exclude_target: exp.metrics.asr_exclude_target,
     };
-    let pb = progress::bar_of(fed.rounds as u64, label.to_string(), "rounds");
+    // Cells that differ only in what happens after training (the evasion scenario: adaptation,
+    // noise, attacks) share one trained federation within an invocation.
+    let key = config::fingerprint(&Experiment {
+        evasion: None,
+        ..exp.clone()
+    });
     let start = Instant::now();
+    if let Some(sim) = lock_federations().get(&key).cloned() {
+        progress::status(format!(
+            "{label}: the same federation was trained for an earlier cell; reusing its {} rounds",
+            sim.rounds.len()
+        ));
+        return federated_outcome(
+            exp,
+            ds,
+            &setup,
+            clients,
+            server_set,
+            frozen_fraction,
+            sim,
+            label,
+        );
+    }
+    let pb = progress::bar_of(fed.rounds as u64, label.to_string(), "rounds");
     let prev_threads = tch::get_num_threads();
     let sim = federated::simulate(&setup, &clients, counts, &mut |r| {
         pb.inc(1);
@@ -490,8 +525,7 @@ fn federated_train_and_evaluate(
     });
     tch::set_num_threads(prev_threads);
     let sim = sim?;
-    // The federation's wall time (its rounds include the server's per-round evaluation).
-    let train_s = start.elapsed().as_secs_f64();
+    lock_federations().insert(key, sim.clone());
     pb.finish_and_clear();
     let last = sim.rounds.last().expect("at least one round");
     progress::status(format!(
@@ -509,6 +543,45 @@ fn federated_train_and_evaluate(
     if let Some(why) = &sim.stopped {
         progress::status(format!("{label}: stopped early, {why}"));
     }
+    federated_outcome(
+        exp,
+        ds,
+        &setup,
+        clients,
+        server_set,
+        frozen_fraction,
+        sim,
+        label,
+    )
+}
+
+/// Trained federations of this process by configuration (evasion settings left out).
+fn lock_federations() -> std::sync::MutexGuard<'static, HashMap<String, federated::Simulation>> {
+    static FEDERATIONS: std::sync::OnceLock<
+        std::sync::Mutex<HashMap<String, federated::Simulation>>,
+    > = std::sync::OnceLock::new();
+    FEDERATIONS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// A federated cell's outcome from its trained federation: summary, the evasion scenario.
+#[allow(clippy::too_many_arguments)]
+fn federated_outcome(
+    exp: &Experiment,
+    ds: &Dataset,
+    setup: &federated::Setup,
+    clients: Vec<federated::client::Client>,
+    server_set: Option<ImageSet>,
+    frozen_fraction: f64,
+    sim: federated::Simulation,
+    label: &str,
+) -> Result<Outcome> {
+    let fed = setup.fed;
+    // The federation's wall time (its rounds include the server's per-round evaluation), also
+    // when an earlier cell trained it.
+    let train_s = sim.rounds.iter().map(|r| r.seconds).sum();
     let clean = ClassificationReport::new(&sim.test_pred, &ds.test.labels, ds.test.num_classes());
     let malicious: Vec<usize> = clients
         .iter()
@@ -566,7 +639,14 @@ fn federated_train_and_evaluate(
     let net = setup.shared.new_net()?;
     federated::params::load(&net, &sim.final_params)?;
     if let Some(ev) = &exp.evasion {
-        summary.evasion = evasion_between_clients(ev, &setup, &clients, &sim.final_params, label)?;
+        summary.evasion = evasion_between_clients(
+            ev,
+            &setup,
+            &clients,
+            server_set.as_ref(),
+            &sim.final_params,
+            label,
+        )?;
     }
     Ok(Outcome {
         net,
@@ -598,6 +678,7 @@ fn evasion_between_clients(
     ev: &crate::evasion::transfer::TransferConfig,
     setup: &federated::Setup,
     clients: &[federated::client::Client],
+    server_set: Option<&ImageSet>,
     global: &[f32],
     label: &str,
 ) -> Result<Vec<crate::evasion::transfer::TransferReport>> {
@@ -607,22 +688,26 @@ fn evasion_between_clients(
     let adapted;
     let global = match &ev.adapt {
         Some(a) => {
+            let server = server_set.ok_or_else(|| {
+                Error::Invalid("`evasion.adapt` needs `federation.server_images` > 0".into())
+            })?;
             let net = sh.new_net()?;
             federated::params::load(&net, global)?;
             let start = Instant::now();
             crate::evasion::adaptation::adapt(
                 &net,
-                &sh.data.train,
+                server,
                 &sh.norm,
                 a,
                 sh.train,
                 federated::client::mix(sh.seed, 0x6164_6170, 0),
             )?;
             progress::status(format!(
-                "{label}: server adapted the global model for {} epoch(s) on {:.0}% of the training images, each batch with its {} copies, in {:.1}s",
+                "{label}: server adapted the global model for {} epoch(s) on {:.0}% of its {} own images, {}, in {:.1}s",
                 a.epochs,
                 100.0 * a.fraction,
-                a.attack.attack().name(),
+                server.len(),
+                a.method.describe(&a.attack.attack().name()),
                 start.elapsed().as_secs_f64()
             ));
             adapted = federated::params::flatten(&net);
@@ -1163,6 +1248,7 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
     report::write_csv(&out.join("results.csv"), &header, &rows)?;
     crate::figures::sweep_figures(out, cells)?;
     crate::evasion::sweep::write(out, cells)?;
+    crate::rounds_figure::write(out, cells)?;
     let settings = crate::repetitions::settings(cells);
     if crate::repetitions::repeated(&settings) {
         crate::repetitions::write_csv(&out.join("mean_std.csv"), &settings)?;

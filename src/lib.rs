@@ -19,6 +19,7 @@ pub mod privacy;
 pub mod progress;
 pub mod repetitions;
 pub mod report;
+pub mod rounds_figure;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -86,6 +86,16 @@ impl ImageSet {
         out
     }
 
+    /// This set followed by `other` (same image shape and classes).
+    pub fn concat(&self, other: &ImageSet) -> ImageSet {
+        debug_assert_eq!(self.image_len(), other.image_len());
+        let mut out = self.clone();
+        out.pixels.extend_from_slice(&other.pixels);
+        out.labels.extend_from_slice(&other.labels);
+        out.sources.extend(other.sources.iter().cloned());
+        out
+    }
+
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes()];
         for &l in &self.labels {

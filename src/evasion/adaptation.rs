@@ -1,8 +1,16 @@
-//! Server-side adversarial adaptation (Fed-Safe's first step): the server fine-tunes the global
-//! model on a share of the training images it holds, clean ∪ adversarial, before sending it out
-//! (each client then receives its own noisy copy: `holds = "noisy"`). The adversarial half of
-//! every batch is crafted against the weights of that step: copies crafted once, on the model
-//! before adaptation, go stale after its first steps and buy far less robustness.
+//! Server-side adversarial adaptation, Fed-Safe's first step (Darzi et al., Algorithm 1 lines
+//! 10–11): after the federated rounds the server fine-tunes the global model on a share of
+//! images of its own (`federation.server_images`: no client holds them, so none is an attack
+//! source), clean ∪ adversarial, before it sends each client its own noisy copy
+//! (`holds = "noisy"`, lines 12–15).
+//!
+//! `method = "crafted_once"` (default) is Algorithm 1 as published: the adversarial copies
+//! x_adv = x + ε·sign(∇ₓL) are crafted once, on the final global model (line 10), then the
+//! model is trained on D ∪ D_adv (line 11, eq. 10). The paper names FGSM for line 10 and gives no
+//! ε (its Fig 1 illustrates ε = 0.03), epochs or learning rate: those are configured.
+//! `method = "per_batch"` crafts every batch's copies against the weights of that step
+//! (adversarial training on the server): copies crafted once go stale as the weights move, so
+//! this variant buys more robustness per epoch, but it is not the paper's.
 
 use super::{EvasionConfig, logits_of};
 use crate::config::TrainConfig;
@@ -28,6 +36,31 @@ pub struct Adaptation {
     /// fine-tuned at the rate it was trained from scratch with loses clean accuracy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
+    #[serde(default)]
+    pub method: Method,
+}
+
+/// When the adversarial copies are crafted.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Once, on the global model before adaptation (Algorithm 1 as published).
+    #[default]
+    CraftedOnce,
+    /// For every batch, against the weights of that step.
+    PerBatch,
+}
+
+impl Method {
+    /// For status lines, e.g. "copies crafted once by fgsm(eps=0.03)".
+    pub fn describe(&self, attack: &str) -> String {
+        match self {
+            Method::CraftedOnce => {
+                format!("clean ∪ {attack} copies crafted once on the global model")
+            }
+            Method::PerBatch => format!("each batch with its {attack} copies of that step"),
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -86,8 +119,8 @@ pub fn adversarial_set(
     out
 }
 
-/// Fine-tunes `net` on a `fraction` of `train`: every batch together with its adversarial
-/// copies, crafted against the weights of that step (adversarial training on the server).
+/// Fine-tunes `net` on a `fraction` of the server's images `train`, clean ∪ adversarial (see
+/// [`Method`]).
 pub fn adapt(
     net: &Net,
     train_set: &ImageSet,
@@ -104,15 +137,23 @@ pub fn adapt(
         lr: cfg.lr.unwrap_or(train_cfg.lr),
         ..train_cfg.clone()
     };
+    let clean = train_set.subset(&idx);
+    let (set, objective) = match cfg.method {
+        Method::CraftedOnce => {
+            let adv = adversarial_set(net, &clean, norm, &cfg.attack, seed);
+            (clean.concat(&adv), train::Objective::default())
+        }
+        Method::PerBatch => (clean, train::Objective::adversarial(&cfg.attack)),
+    };
     train::fit(
         net,
-        &train_set.subset(&idx),
+        &set,
         None,
         norm,
         &tc,
         &AugmentConfig::default(),
         seed,
-        &train::Objective::adversarial(&cfg.attack),
+        &objective,
         &mut |_, _| {},
     )?;
     Ok(())
@@ -189,6 +230,7 @@ mod tests {
             fraction: 1.0,
             epochs: 6,
             lr: None,
+            method: Method::PerBatch,
         };
         adapt(&net, &data.train, &norm, &cfg, &TrainConfig::adam(8, 16), 1).unwrap();
         let after = accuracy_under(&net, &data, &norm, &attack);
@@ -197,5 +239,52 @@ mod tests {
             after > before + 0.05,
             "under FGSM: {before} before adaptation, {after} after"
         );
+    }
+
+    #[test]
+    fn crafted_once_trains_on_clean_and_copies_of_the_model_before_adaptation() {
+        use crate::evasion::testing::{phantoms, trained};
+        use crate::federated::params;
+        let (data, norm) = phantoms();
+        let (net, _) = trained(&data, &norm, 2, 1, &train::Objective::default());
+        let before = params::flatten(&net);
+        // The server's images: a few suffice to check the order of the steps.
+        let server = data.train.subset(&(0..48).collect::<Vec<_>>());
+        let attack = EvasionConfig::Fgsm(Fgsm {
+            eps: 0.03,
+            target: None,
+        });
+        let cfg = Adaptation {
+            attack: attack.clone(),
+            fraction: 1.0,
+            epochs: 2,
+            lr: None,
+            method: Method::default(),
+        };
+        assert_eq!(cfg.method, Method::CraftedOnce);
+        let tc = TrainConfig::adam(2, 16);
+        adapt(&net, &server, &norm, &cfg, &tc, 1).unwrap();
+        // Algorithm 1 by hand: FGSM copies of D crafted once on the global model (line 10),
+        // then plain training on D ∪ D_adv (line 11).
+        let by_hand = Net::new(Arch::SmallCnn, 4, 1, 28, tch::Device::Cpu).unwrap();
+        params::load(&by_hand, &before).unwrap();
+        let clean = server;
+        let adv = adversarial_set(&by_hand, &clean, &norm, &attack, 1);
+        assert_eq!(adv.len(), clean.len());
+        train::fit(
+            &by_hand,
+            &clean.concat(&adv),
+            None,
+            &norm,
+            &tc,
+            &AugmentConfig::default(),
+            1,
+            &train::Objective::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let (a, b) = (params::flatten(&net), params::flatten(&by_hand));
+        assert_ne!(a, before);
+        assert_eq!(a, b);
     }
 }

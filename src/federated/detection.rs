@@ -40,6 +40,14 @@ pub struct Detection {
     pub first_correct_round: Option<usize>,
     /// First round in which every malicious client was excluded.
     pub all_malicious_round: Option<usize>,
+    /// `[client, round]`: the first round each flagged client was excluded or rejected.
+    #[serde(default)]
+    pub first_flagged: Vec<[usize; 2]>,
+    /// Malicious and honest clients excluded or rejected at least once.
+    #[serde(default)]
+    pub malicious_flagged: usize,
+    #[serde(default)]
+    pub honest_flagged: usize,
 }
 
 /// Scores one run. `rounds[r]` holds the round number, the clients considered (trained or kept
@@ -48,6 +56,7 @@ pub fn score(rounds: &[(usize, Vec<usize>, Vec<Flag>)], malicious: &[usize]) -> 
     let mal: BTreeSet<usize> = malicious.iter().copied().collect();
     let (mut tp, mut pos, mut fp, mut neg) = (0usize, 0usize, 0usize, 0usize);
     let mut flagged = BTreeSet::new();
+    let mut first_flagged: Vec<[usize; 2]> = Vec::new();
     let mut first = None;
     let mut all = None;
     for (round, considered, flags) in rounds {
@@ -71,7 +80,11 @@ pub fn score(rounds: &[(usize, Vec<usize>, Vec<Flag>)], malicious: &[usize]) -> 
                 fp += usize::from(hit);
             }
         }
-        flagged.extend(excluded.iter().copied());
+        for &c in &excluded {
+            if flagged.insert(c) {
+                first_flagged.push([c, *round]);
+            }
+        }
         if first.is_none() && excluded.iter().any(|c| mal.contains(c)) {
             first = Some(*round);
         }
@@ -80,9 +93,14 @@ pub fn score(rounds: &[(usize, Vec<usize>, Vec<Flag>)], malicious: &[usize]) -> 
         }
     }
     let rate = |a: usize, b: usize| (b > 0).then(|| a as f64 / b as f64);
+    first_flagged.sort_unstable();
+    let malicious_flagged = flagged.iter().filter(|c| mal.contains(c)).count();
     Detection {
         tpr: rate(tp, pos),
         fpr: rate(fp, neg),
+        malicious_flagged,
+        honest_flagged: flagged.len() - malicious_flagged,
+        first_flagged,
         flagged_clients: flagged.into_iter().collect(),
         first_correct_round: first,
         all_malicious_round: all,
@@ -114,6 +132,8 @@ mod tests {
         assert_eq!(d.flagged_clients, vec![1, 2, 3]);
         assert_eq!(d.first_correct_round, Some(2));
         assert_eq!(d.all_malicious_round, Some(3));
+        assert_eq!(d.first_flagged, vec![[1, 2], [2, 3], [3, 2]]);
+        assert_eq!((d.malicious_flagged, d.honest_flagged), (2, 1));
         let none = score(&rounds, &[]);
         assert_eq!(none.tpr, None);
         assert_eq!(none.first_correct_round, None);

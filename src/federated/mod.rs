@@ -10,6 +10,7 @@ pub mod detection;
 pub mod params;
 pub mod partition;
 pub mod rules;
+pub mod server_data;
 pub mod strategy;
 
 use crate::attacks::backdoor::Backdoor;
@@ -62,12 +63,19 @@ pub struct FederationConfig {
     /// libtorch threads inside one client's training.
     #[serde(default = "one")]
     pub threads_per_client: usize,
+    /// Training images the server keeps for itself before the partition (0: none); no client
+    /// holds them or a pixel twin of them (see `server_data`). Fed-Safe's adaptation needs them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub server_images: usize,
     /// Adversarial training: each client adds adversarial copies of its training images, crafted
     /// on the model it received, to every round's local training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adversarial_training: Option<crate::evasion::EvasionConfig>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
 fn default_client_val() -> f64 {
     0.2
 }
@@ -270,6 +278,7 @@ pub struct ClientRecord {
 }
 
 /// Everything a simulation produced.
+#[derive(Clone)]
 pub struct Simulation {
     pub rounds: Vec<RoundRecord>,
     pub clients: Vec<ClientRecord>,
