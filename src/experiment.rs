@@ -492,26 +492,48 @@ fn federated_train_and_evaluate(
         evasion: None,
         ..exp.clone()
     });
+    let cached = lock_federations().get(&key).cloned();
+    let sim = match cached {
+        Some(sim) => {
+            progress::status(format!(
+                "{label}: the same federation was trained for an earlier cell; reusing its {} rounds",
+                sim.rounds.len()
+            ));
+            sim
+        }
+        None => {
+            let sim = train_federation(&setup, &clients, counts, label)?;
+            // Only cells with an evasion scenario can share a federation with another cell.
+            if exp.evasion.is_some() {
+                lock_federations().insert(key, sim.clone());
+            }
+            sim
+        }
+    };
+    federated_outcome(
+        exp,
+        ds,
+        &setup,
+        clients,
+        server_set,
+        frozen_fraction,
+        sim,
+        label,
+    )
+}
+
+/// Runs the rounds with a progress bar and a closing status line.
+fn train_federation(
+    setup: &federated::Setup,
+    clients: &[federated::client::Client],
+    counts: Vec<Vec<usize>>,
+    label: &str,
+) -> Result<federated::Simulation> {
+    let fed = setup.fed;
     let start = Instant::now();
-    if let Some(sim) = lock_federations().get(&key).cloned() {
-        progress::status(format!(
-            "{label}: the same federation was trained for an earlier cell; reusing its {} rounds",
-            sim.rounds.len()
-        ));
-        return federated_outcome(
-            exp,
-            ds,
-            &setup,
-            clients,
-            server_set,
-            frozen_fraction,
-            sim,
-            label,
-        );
-    }
     let pb = progress::bar_of(fed.rounds as u64, label.to_string(), "rounds");
     let prev_threads = tch::get_num_threads();
-    let sim = federated::simulate(&setup, &clients, counts, &mut |r| {
+    let sim = federated::simulate(setup, clients, counts, &mut |r| {
         pb.inc(1);
         if let Some(a) = r.test_accuracy {
             pb.set_message(format!(
@@ -525,7 +547,6 @@ fn federated_train_and_evaluate(
     });
     tch::set_num_threads(prev_threads);
     let sim = sim?;
-    lock_federations().insert(key, sim.clone());
     pb.finish_and_clear();
     let last = sim.rounds.last().expect("at least one round");
     progress::status(format!(
@@ -543,16 +564,7 @@ fn federated_train_and_evaluate(
     if let Some(why) = &sim.stopped {
         progress::status(format!("{label}: stopped early, {why}"));
     }
-    federated_outcome(
-        exp,
-        ds,
-        &setup,
-        clients,
-        server_set,
-        frozen_fraction,
-        sim,
-        label,
-    )
+    Ok(sim)
 }
 
 /// Trained federations of this process by configuration (evasion settings left out).
@@ -641,7 +653,7 @@ fn federated_outcome(
     if let Some(ev) = &exp.evasion {
         summary.evasion = evasion_between_clients(
             ev,
-            &setup,
+            setup,
             &clients,
             server_set.as_ref(),
             &sim.final_params,

@@ -152,17 +152,11 @@ pub fn write(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Invalid(format!("cannot draw {}: {e}", path.display()))
-}
-
 /// Three panels stacked: loss, accuracy, honest clients' accuracy; a cross marks each round in
 /// which a strategy first excluded clients.
 pub fn draw(path: &Path, title: &str, series: &[Series]) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
-    let err = |e| plot_err(path, e);
+    crate::figures::ensure_parent(path)?;
+    let err = |e| crate::figures::plot_err(path, e);
     let last = series
         .iter()
         .flat_map(|s| s.rounds.iter().map(|r| r.0))
@@ -228,7 +222,7 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> Result<()> {
             let c = if s.reference {
                 BLACK
             } else {
-                PALETTE[i % PALETTE.len()]
+                crate::figures::color(i)
             };
             let pts: Vec<(f64, f64)> = s
                 .rounds
@@ -280,17 +274,6 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     }
     root.present().map_err(err)
 }
-
-const PALETTE: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
 
 #[cfg(test)]
 mod tests {
