@@ -696,12 +696,12 @@ epochs = 1
     #[test]
     fn grid_expands_in_order() {
         let text = format!(
-            "{BASE}\n[grid]\n\"model.arch\" = [\"small_cnn\", \"thesis_cnn\"]\n\"train.lr\" = [0.1, 0.01, 0.001]\n"
+            "{BASE}\n[grid]\n\"model.arch\" = [\"small_cnn\", \"darzi_cnn\"]\n\"train.lr\" = [0.1, 0.01, 0.001]\n"
         );
         let cells = parse(&text, "x.toml").unwrap();
         assert_eq!(cells.len(), 6);
         assert_eq!(cells[1].experiment.train.lr, 0.01);
-        assert_eq!(cells[3].experiment.model.arch, Arch::ThesisCnn);
+        assert_eq!(cells[3].experiment.model.arch, Arch::DarziCnn);
         assert_eq!(cells[1].id(), "arch=small_cnn,lr=0.01");
     }
 

@@ -765,6 +765,8 @@ fn evasion_between_clients(
         crate::evasion::transfer::run(&models, &sets, &sh.norm, ev, sh.seed ^ 0x6576_6173);
     for r in &mut reports {
         r.test_accuracy = test_accuracy.clone();
+        r.mean_test_accuracy =
+            test_accuracy.iter().sum::<f64>() / test_accuracy.len().max(1) as f64;
     }
     progress::status(format!(
         "{label}: the models the clients hold score {} on the test set",
@@ -776,13 +778,15 @@ fn evasion_between_clients(
     ));
     for r in &reports {
         progress::status(format!(
-            "{label}: {} from each client: self ASR {:.2}%, other clients (AASR) {:.2}%, AETR {}, {:.1} ms per batch",
+            "{label}: {} from each client: self ASR {:.2}%, AASR (all clients) {:.2}%, other clients {:.2}%, AETR {}, AA {:.2}%, {:.1} ms per batch",
             r.attack,
             100.0 * r.mean_self_asr,
             100.0 * r.mean_aasr,
+            100.0 * r.mean_aasr_others,
             r.mean_aetr
                 .map(|e| format!("{:.2}%", 100.0 * e))
                 .unwrap_or_else(|| "-".into()),
+            100.0 * r.mean_aa,
             r.ms_per_batch
         ));
     }

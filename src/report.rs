@@ -223,7 +223,8 @@ pub fn write_defense(
     crate::figures::defense_chart(&dir.join("defense.svg"), &loss, &exclusions, &trust)
 }
 
-/// `evasion.csv` (per attack, source and target client: ASR and error transfer rate) and one
+/// `evasion.csv` (per attack, source and target client: ASR, error transfer rate and attack
+/// accuracy) and one
 /// ASR heatmap per attack, `evasion_<k>.svg`.
 pub fn write_evasion(
     dir: &Path,
@@ -236,6 +237,7 @@ pub fn write_evasion(
         target: usize,
         asr: f64,
         error_transfer_rate: Option<f64>,
+        attack_accuracy: f64,
         target_clean_accuracy: f64,
     }
     let mut rows = Vec::new();
@@ -248,12 +250,22 @@ pub fn write_evasion(
                     target: t,
                     asr: a,
                     error_transfer_rate: r.etr[i][t],
+                    attack_accuracy: r.aa[i][t],
                     target_clean_accuracy: r.clean_accuracy[t],
                 });
             }
         }
     }
     write_rows(&dir.join("evasion.csv"), &rows)?;
+    let examples: Vec<(&str, &crate::evasion::examples::Example)> = reports
+        .iter()
+        .filter_map(|r| Some((r.attack.as_str(), r.example.as_ref()?)))
+        .collect();
+    crate::evasion::examples::write(
+        &dir.join("adversarial_examples.png"),
+        &dir.join("adversarial_examples.csv"),
+        &examples,
+    )?;
     for (k, r) in reports.iter().enumerate() {
         crate::figures::heatmap(
             &dir.join(format!("evasion_{k}.svg")),

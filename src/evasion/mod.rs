@@ -5,6 +5,7 @@
 
 pub mod adaptation;
 pub mod bim;
+pub mod examples;
 pub mod fgsm;
 pub mod pgd;
 pub mod sweep;

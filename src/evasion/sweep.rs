@@ -30,8 +30,12 @@ pub struct Row {
     pub steps: usize,
     pub holds: String,
     pub self_asr: f64,
+    /// Over all clients (Darzi's AASR), and over the clients other than the source.
     pub aasr: f64,
+    pub aasr_others: f64,
     pub aetr: Option<f64>,
+    /// Attack accuracy: accuracy on the adversarial examples, over every source and target.
+    pub aa: f64,
     /// Mean over clients of each client model's clean accuracy on its validation samples, and
     /// on the whole test set (absent in summaries written before it was measured).
     pub clean_accuracy: f64,
@@ -64,7 +68,9 @@ pub fn rows(cells: &[Summary]) -> Vec<Row> {
                 holds: holds.clone(),
                 self_asr: rep.mean_self_asr,
                 aasr: rep.mean_aasr,
+                aasr_others: rep.mean_aasr_others,
                 aetr: rep.mean_aetr,
+                aa: rep.mean_aa,
                 clean_accuracy: rep.clean_accuracy.iter().sum::<f64>() / n,
                 test_accuracy: (!rep.test_accuracy.is_empty()).then(|| {
                     rep.test_accuracy.iter().sum::<f64>() / rep.test_accuracy.len() as f64
@@ -85,7 +91,9 @@ pub struct Averaged {
     pub seeds: usize,
     pub self_asr: MeanStd,
     pub aasr: MeanStd,
+    pub aasr_others: MeanStd,
     pub aetr: Option<MeanStd>,
+    pub aa: MeanStd,
     pub clean_accuracy: MeanStd,
     pub test_accuracy: Option<MeanStd>,
 }
@@ -107,7 +115,9 @@ pub fn averaged(rows: &[Row]) -> Vec<Averaged> {
                 seeds: rs.len(),
                 self_asr: stat(&rs, &|r| r.self_asr),
                 aasr: stat(&rs, &|r| r.aasr),
+                aasr_others: stat(&rs, &|r| r.aasr_others),
                 aetr: MeanStd::of(&aetr),
+                aa: stat(&rs, &|r| r.aa),
                 clean_accuracy: stat(&rs, &|r| r.clean_accuracy),
                 test_accuracy: MeanStd::of(&test),
             }
@@ -139,7 +149,9 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
             "holds",
             "self_asr",
             "aasr",
+            "aasr_others",
             "aetr",
+            "aa",
             "client_clean_accuracy",
             "client_test_accuracy",
             "ms_per_batch",
@@ -159,7 +171,9 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
                 r.holds.clone(),
                 f6(r.self_asr),
                 f6(r.aasr),
+                f6(r.aasr_others),
                 r.aetr.map(f6).unwrap_or_default(),
+                f6(r.aa),
                 f6(r.clean_accuracy),
                 r.test_accuracy.map(f6).unwrap_or_default(),
                 format!("{:.1}", r.ms_per_batch),
@@ -171,6 +185,7 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
 
     let avg = averaged(&rows);
     crate::figures::evasion_figure(out, &avg, &rows)?;
+    crate::figures::fraction_figures(out, &avg)?;
     if avg.iter().all(|a| a.seeds < 2) {
         return Ok(());
     }
@@ -185,8 +200,12 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
             "self_asr_std",
             "aasr_mean",
             "aasr_std",
+            "aasr_others_mean",
+            "aasr_others_std",
             "aetr_mean",
             "aetr_std",
+            "aa_mean",
+            "aa_std",
             "client_clean_accuracy_mean",
             "client_clean_accuracy_std",
             "client_test_accuracy_mean",
@@ -205,8 +224,12 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
                 f6(a.self_asr.std),
                 f6(a.aasr.mean),
                 f6(a.aasr.std),
+                f6(a.aasr_others.mean),
+                f6(a.aasr_others.std),
                 a.aetr.map(|m| f6(m.mean)).unwrap_or_default(),
                 a.aetr.map(|m| f6(m.std)).unwrap_or_default(),
+                f6(a.aa.mean),
+                f6(a.aa.std),
                 f6(a.clean_accuracy.mean),
                 f6(a.clean_accuracy.std),
                 a.test_accuracy.map(|m| f6(m.mean)).unwrap_or_default(),
@@ -237,7 +260,9 @@ mod tests {
             holds: "local".into(),
             self_asr,
             aasr,
+            aasr_others: aasr / 2.0,
             aetr: Some(aasr / self_asr),
+            aa: 1.0 - aasr,
             clean_accuracy: 0.7,
             test_accuracy: Some(0.6 + seed as f64 / 10.0),
             ms_per_batch: 1.0,

@@ -3,8 +3,12 @@
 //! client's model. Which model each client holds is configurable: the global model, its own
 //! after one more round of local training, or its own noisy downlink copy (distributed noise).
 //!
-//! ASR here counts changed predictions (prediction after the attack ≠ before). The error
-//! transfer rate from s to t is, of the examples that fool s, the share that also fool t.
+//! ASR here counts changed predictions (prediction after the attack ≠ before; Darzi eq. 4). AASR
+//! is, as the paper defines it, the ASR averaged over *all* clients, the adversary's own model
+//! included; the mean over the other clients only is kept beside it as `aasr_others`. The error
+//! transfer rate from s to t is, of the examples that fool s, the share that also fool t; AETR
+//! averages it over the other clients. The paper gives no formula for AETR: this definition is
+//! ours. Attack accuracy (AA, Fed-Safe §4.2) is a model's accuracy on the adversarial examples.
 
 use super::{EvasionConfig, logits_of};
 use crate::data::ImageSet;
@@ -99,9 +103,15 @@ pub struct TransferReport {
     /// `asr[i][t]`: source `sources[i]` against target client t.
     pub asr: Vec<Vec<f64>>,
     pub etr: Vec<Vec<Option<f64>>>,
-    /// Per source: ASR on its own model, average over the other clients (AASR), average ETR.
+    /// `aa[i][t]`: accuracy of target t on the examples source `sources[i]` crafted.
+    pub aa: Vec<Vec<f64>>,
+    /// Per source: ASR on its own model, average over all clients (AASR), average over the
+    /// other clients, average ETR over the other clients.
     pub self_asr: Vec<f64>,
     pub aasr: Vec<f64>,
+    /// No serde default on purpose: a summary written when `aasr` meant this mean does not
+    /// parse, so its cell is computed again rather than reported under the wrong definition.
+    pub aasr_others: Vec<f64>,
     pub aetr: Vec<Option<f64>>,
     /// Clean accuracy of every client's model on its own validation samples.
     pub clean_accuracy: Vec<f64>,
@@ -109,11 +119,22 @@ pub struct TransferReport {
     /// changes the held models (noise, adaptation) costs, on more images than a client holds.
     #[serde(default)]
     pub test_accuracy: Vec<f64>,
+    /// Mean of `test_accuracy` over the clients (Darzi's ACC, "average client performance for
+    /// unperturbed test data").
+    #[serde(default)]
+    pub mean_test_accuracy: f64,
     pub mean_self_asr: f64,
     pub mean_aasr: f64,
+    pub mean_aasr_others: f64,
     pub mean_aetr: Option<f64>,
+    /// Attack accuracy over every source and target.
+    pub mean_aa: f64,
     /// Time to craft one source's batch.
     pub ms_per_batch: f64,
+    /// The first source's first example before and after the attack (for the picture, not
+    /// kept in summary.json).
+    #[serde(skip)]
+    pub example: Option<super::examples::Example>,
 }
 
 /// One row of the matrices from predictions before (`clean[t]`) and after (`adv[t]`) the
@@ -139,6 +160,22 @@ pub fn row(clean: &[Vec<i64>], adv: &[Vec<i64>], source: usize) -> (Vec<f64>, Ve
         })
         .collect();
     (asr, etr)
+}
+
+/// Share of `pred` equal to `labels`.
+fn accuracy(pred: &[i64], labels: &[i64]) -> f64 {
+    pred.iter().zip(labels).filter(|(a, b)| a == b).count() as f64 / pred.len().max(1) as f64
+}
+
+/// Per-source averages of one row of the ASR matrix: (AASR over all clients, mean over the
+/// clients other than `source`).
+pub fn aasr(asr: &[f64], source: usize) -> (f64, f64) {
+    let others = asr
+        .iter()
+        .enumerate()
+        .filter(|&(t, _)| t != source)
+        .map(|(_, &a)| a);
+    (mean(asr.iter().copied()), mean(others))
 }
 
 /// Predicted classes of `net` on raw pixels.
@@ -199,8 +236,7 @@ fn run_one(
         .map(|(m, s)| {
             let (x, y) = tensor(s);
             let p = predict(m, norm, s.channels, &x);
-            let y = Vec::<i64>::try_from(y).expect("labels");
-            p.iter().zip(&y).filter(|(a, b)| a == b).count() as f64 / p.len().max(1) as f64
+            accuracy(&p, &Vec::<i64>::try_from(y).expect("labels"))
         })
         .collect();
     let mut report = TransferReport {
@@ -219,13 +255,27 @@ fn run_one(
             .detach();
         times.push(1000.0 * t.elapsed().as_secs_f64());
         let ch = sets[s].channels;
+        if report.example.is_none() && x.size()[0] > 0 {
+            let first = |t: &Tensor| Vec::<f32>::try_from(t.get(0).flatten(0, -1)).expect("pixels");
+            report.example = Some(super::examples::Example {
+                clean: first(&x.to_kind(Kind::Float)),
+                adversarial: first(&adv.to_kind(Kind::Float)),
+                channels: ch,
+                height: sets[s].height,
+                width: sets[s].width,
+            });
+        }
         let clean: Vec<Vec<i64>> = models.iter().map(|m| predict(m, norm, ch, &x)).collect();
         let advp: Vec<Vec<i64>> = models.iter().map(|m| predict(m, norm, ch, &adv)).collect();
         let (asr, etr) = row(&clean, &advp, s);
-        report.self_asr.push(asr[s]);
+        let labels = Vec::<i64>::try_from(&y).expect("labels");
         report
-            .aasr
-            .push(mean((0..n).filter(|&t| t != s).map(|t| asr[t])));
+            .aa
+            .push(advp.iter().map(|p| accuracy(p, &labels)).collect());
+        report.self_asr.push(asr[s]);
+        let (all, others) = aasr(&asr, s);
+        report.aasr.push(all);
+        report.aasr_others.push(others);
         let others: Vec<f64> = (0..n).filter(|&t| t != s).filter_map(|t| etr[t]).collect();
         report
             .aetr
@@ -235,6 +285,8 @@ fn run_one(
     }
     report.mean_self_asr = mean(report.self_asr.iter().copied());
     report.mean_aasr = mean(report.aasr.iter().copied());
+    report.mean_aasr_others = mean(report.aasr_others.iter().copied());
+    report.mean_aa = mean(report.aa.iter().flatten().copied());
     let e: Vec<f64> = report.aetr.iter().flatten().copied().collect();
     report.mean_aetr = (!e.is_empty()).then(|| mean(e.into_iter()));
     times.sort_by(f64::total_cmp);
@@ -259,5 +311,23 @@ mod tests {
         // Nothing fools the source: no transfer rate.
         let (_, etr) = row(&clean, &clean, 0);
         assert_eq!(etr, vec![None, None, None]);
+    }
+
+    #[test]
+    fn aasr_over_all_clients_and_over_the_others() {
+        // Three hospitals; the adversary is client 1. Its own model is fooled on 0.9 of the
+        // examples, the others on 0.3 and 0.0. Darzi's AASR averages all three:
+        // (0.3 + 0.9 + 0.0) / 3 = 0.4; the others-only mean is (0.3 + 0.0) / 2 = 0.15.
+        let (all, others) = aasr(&[0.3, 0.9, 0.0], 1);
+        assert!((all - 0.4).abs() < 1e-12, "{all}");
+        assert!((others - 0.15).abs() < 1e-12, "{others}");
+        // One client alone: both are its own ASR / nothing to average (0).
+        assert_eq!(aasr(&[0.5], 0), (0.5, 0.0));
+    }
+
+    #[test]
+    fn attack_accuracy_counts_correct_predictions_on_adversarial_examples() {
+        assert_eq!(accuracy(&[1, 0, 1, 1], &[1, 1, 1, 0]), 0.5);
+        assert_eq!(accuracy(&[], &[]), 0.0);
     }
 }

@@ -745,7 +745,7 @@ mod tests {
             strategy: strategy::build(&fed.strategy, fed.sampling()),
             shared: Shared {
                 data,
-                model: Arch::ThesisCnn.into(),
+                model: Arch::DarziCnn.into(),
                 size: 32,
                 fine_tune: FineTune::Full,
                 device: tch::Device::Cpu,
@@ -810,7 +810,7 @@ mod tests {
         let attack = backdoor();
         // One initial model for both runs (libtorch's global generator is shared with tests
         // running beside this one).
-        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
+        let net = Net::new(Arch::DarziCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
         let initial = params::flatten(&net);
         // The thesis CNN has dropout, so this also covers per-client dropout streams.
         let one = simulate_with(1, &data, &attack, initial.clone());
@@ -836,7 +836,7 @@ mod tests {
             "clients = 5\nrounds = 3\n[strategy]\nrule = \"mad\"\n[malicious]\nclients = [1, 3]\nmodel_poisoning = { kind = \"gaussian_noise\", sigma = 10.0 }\n[partition]\nkind = \"iid\"",
         )
         .unwrap();
-        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
+        let net = Net::new(Arch::DarziCnn, 4, 1, 32, tch::Device::Cpu).unwrap();
         let sim = simulate_fed(&fed, &data, &backdoor(), params::flatten(&net));
         // Round of exclusion per client (MAD repeats the flag every later round).
         let mut since = std::collections::BTreeMap::new();

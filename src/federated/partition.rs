@@ -6,6 +6,9 @@
 //!   every client holds at least `min_size` samples. Large α approaches IID, small α is skewed.
 //! - Shards (McMahan et al. 2017): samples sorted by label cut into `clients × shards_per_client`
 //!   contiguous shards; each client draws only from its own shards.
+//! - Chunks (Darzi et al. §IV-A): the samples, in label order or as stored, cut into
+//!   non-overlapping contiguous chunks of `chunk_size`; the chunks are shuffled and dealt out,
+//!   so each client holds only its own chunks and every client as many as the count allows.
 //! - k classes per client ("pathological" non-IID): each client sees exactly `k` classes.
 //! - Explicit sizes: client `i` gets `sizes[i]` samples of a shuffle.
 
@@ -28,12 +31,28 @@ pub enum PartitionConfig {
         #[serde(default = "two")]
         shards_per_client: usize,
     },
+    Chunks {
+        chunk_size: usize,
+        #[serde(default)]
+        order: ChunkOrder,
+    },
     KClasses {
         k: usize,
     },
     Sizes {
         sizes: Vec<usize>,
     },
+}
+
+/// The order in which the samples are cut into chunks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkOrder {
+    /// Sorted by label (ties in a seeded order): a chunk holds one class, or two at a border.
+    #[default]
+    Label,
+    /// As the data set stores them (a folder data set stores class by class, file name order).
+    Stored,
 }
 
 fn default_min_size() -> usize {
@@ -53,6 +72,7 @@ impl PartitionConfig {
             PartitionConfig::Iid => "iid".into(),
             PartitionConfig::Dirichlet { alpha, .. } => format!("dirichlet({alpha})"),
             PartitionConfig::Shards { shards_per_client } => format!("shards({shards_per_client})"),
+            PartitionConfig::Chunks { chunk_size, .. } => format!("chunks({chunk_size})"),
             PartitionConfig::KClasses { k } => format!("{k}_classes"),
             PartitionConfig::Sizes { .. } => "sizes".into(),
         }
@@ -67,6 +87,9 @@ impl PartitionConfig {
             }
             PartitionConfig::Shards { shards_per_client } if *shards_per_client == 0 => {
                 bad("shards_per_client", "must be at least 1".into())
+            }
+            PartitionConfig::Chunks { chunk_size, .. } if *chunk_size == 0 => {
+                bad("chunk_size", "must be at least 1".into())
             }
             PartitionConfig::KClasses { k } if *k == 0 || classes.is_some_and(|c| *k > c) => bad(
                 "k",
@@ -109,6 +132,9 @@ impl PartitionConfig {
             }
             PartitionConfig::Shards { shards_per_client } => {
                 shards(labels, clients, *shards_per_client, &mut rng)?
+            }
+            PartitionConfig::Chunks { chunk_size, order } => {
+                chunks(labels, clients, *chunk_size, *order, &mut rng)?
             }
             PartitionConfig::KClasses { k } => k_classes(labels, classes, clients, *k, &mut rng)?,
             PartitionConfig::Sizes { sizes } => explicit_sizes(n, sizes, &mut rng)?,
@@ -228,21 +254,56 @@ pub fn shards(
             labels.len()
         )));
     }
-    // Sort by label (ties in a seeded order) so a shard holds one or two classes.
+    let idx = by_label(labels, rng);
+    Ok(deal(&idx, total, clients, rng))
+}
+
+/// Sample indices sorted by label, ties in a seeded order.
+fn by_label(labels: &[i64], rng: &mut StdRng) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..labels.len()).collect();
     idx.shuffle(rng);
     idx.sort_by_key(|&i| labels[i]);
-    let mut shard_ids: Vec<usize> = (0..total).collect();
-    shard_ids.shuffle(rng);
-    let cuts = equal_cuts(idx.len(), total);
-    Ok(shard_ids
-        .chunks(per_client)
+    idx
+}
+
+/// Cuts `idx` into `pieces` near-equal contiguous pieces, shuffles them and deals them out:
+/// client c gets the c-th of `clients` near-equal runs of the shuffled pieces.
+fn deal(idx: &[usize], pieces: usize, clients: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let cuts = equal_cuts(idx.len(), pieces);
+    let mut ids: Vec<usize> = (0..pieces).collect();
+    ids.shuffle(rng);
+    equal_cuts(pieces, clients)
+        .into_iter()
         .map(|own| {
-            own.iter()
-                .flat_map(|&s| idx[cuts[s].clone()].iter().copied())
+            ids[own]
+                .iter()
+                .flat_map(|&piece| idx[cuts[piece].clone()].iter().copied())
                 .collect()
         })
-        .collect())
+        .collect()
+}
+
+pub fn chunks(
+    labels: &[i64],
+    clients: usize,
+    chunk_size: usize,
+    order: ChunkOrder,
+    rng: &mut StdRng,
+) -> Result<Vec<Vec<usize>>> {
+    let n = labels.len();
+    // Whole chunks only: the remainder spreads over the first chunks (one sample each), so the
+    // sizes differ by at most one and no sample is left out.
+    let count = n / chunk_size;
+    if count < clients {
+        return Err(Error::Invalid(format!(
+            "`federation.partition.chunk_size`: {n} training samples make {count} chunks of {chunk_size}, fewer than the {clients} clients; lower chunk_size"
+        )));
+    }
+    let idx = match order {
+        ChunkOrder::Label => by_label(labels, rng),
+        ChunkOrder::Stored => (0..n).collect(),
+    };
+    Ok(deal(&idx, count, clients, rng))
 }
 
 pub fn k_classes(
@@ -434,6 +495,45 @@ mod tests {
             assert!(c.iter().filter(|&&k| k > 0).count() <= 4);
             assert_eq!(c.iter().sum::<usize>(), 50);
         }
+    }
+
+    #[test]
+    fn chunks_are_disjoint_covering_contiguous_and_dealt_evenly() {
+        // 3 classes × 20 samples, chunks of 6: 10 chunks for 3 clients (4, 3, 3 chunks).
+        let l = labels(20, 3);
+        let cfg = PartitionConfig::Chunks {
+            chunk_size: 6,
+            order: ChunkOrder::Stored,
+        };
+        let parts = cfg.split(&l, 3, 3, 7).unwrap();
+        is_partition(&parts, l.len());
+        let mut sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![18, 18, 24]);
+        // In stored order every chunk is a run of consecutive indices starting at a multiple
+        // of 6: each client's sorted indices split into such runs.
+        for p in &parts {
+            for run in p.chunks(6) {
+                assert_eq!(run[0] % 6, 0, "{p:?}");
+                assert!(run.windows(2).all(|w| w[1] == w[0] + 1), "{p:?}");
+            }
+        }
+        // Label order: also a partition, and the same seed gives the same split.
+        let by_label = PartitionConfig::Chunks {
+            chunk_size: 6,
+            order: ChunkOrder::Label,
+        };
+        let a = by_label.split(&l, 3, 3, 7).unwrap();
+        is_partition(&a, l.len());
+        assert_eq!(a, by_label.split(&l, 3, 3, 7).unwrap());
+        // Too few chunks for the clients is a clear error naming the key.
+        let e = PartitionConfig::Chunks {
+            chunk_size: 25,
+            order: ChunkOrder::Label,
+        }
+        .split(&l, 3, 3, 7)
+        .unwrap_err();
+        assert!(e.to_string().contains("chunk_size"), "{e}");
     }
 
     #[test]

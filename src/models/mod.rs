@@ -2,6 +2,7 @@
 //! (`classifier.*`) with torchvision's parameter names, so weights and freezing rules carry over.
 
 pub mod alexnet;
+pub mod darzi_cnn;
 pub mod densenet;
 pub mod efficientnet;
 pub mod layers;
@@ -10,7 +11,6 @@ pub mod mobilenet_v3;
 pub mod pth;
 pub mod resnet;
 pub mod small_cnn;
-pub mod thesis_cnn;
 pub mod torchscript;
 pub mod vgg;
 pub mod weights;
@@ -25,8 +25,10 @@ use tch::{Device, Tensor, nn};
 pub enum Arch {
     /// conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, fc128, fc(classes): the benchmark CNN.
     SmallCnn,
-    /// 6 conv + 5 fully connected layers, ReLU, dropout 0.25.
-    ThesisCnn,
+    /// The CNN of Darzi et al. and Fed-Safe: 6 conv + 5 fully connected layers, ReLU, dropout
+    /// 0.25 (`thesis_cnn` is its former name, still accepted).
+    #[serde(alias = "thesis_cnn")]
+    DarziCnn,
     #[serde(rename = "mobilenet_v2")]
     MobileNetV2,
     Vgg16,
@@ -47,7 +49,7 @@ impl Arch {
     pub fn name(&self) -> &'static str {
         match self {
             Arch::SmallCnn => "small_cnn",
-            Arch::ThesisCnn => "thesis_cnn",
+            Arch::DarziCnn => "darzi_cnn",
             Arch::MobileNetV2 => "mobilenet_v2",
             Arch::Vgg16 => "vgg16",
             Arch::Vgg19 => "vgg19",
@@ -64,7 +66,7 @@ impl Arch {
     /// it is, the ImageNet backbones always take RGB (gray is repeated).
     pub fn in_channels(&self, data_channels: usize) -> usize {
         match self {
-            Arch::SmallCnn | Arch::ThesisCnn | Arch::TorchScript => data_channels,
+            Arch::SmallCnn | Arch::DarziCnn | Arch::TorchScript => data_channels,
             _ => 3,
         }
     }
@@ -74,7 +76,7 @@ impl Arch {
     /// thesis CNN at 32 px 187.6 → 166.6; MobileNetV2 trains about 9% faster (oneDNN's depthwise
     /// convolutions). VGG-16 and ResNet-18 gained nothing beyond noise, so they stay NCHW.
     pub fn channels_last(&self) -> bool {
-        matches!(self, Arch::MobileNetV2 | Arch::SmallCnn | Arch::ThesisCnn)
+        matches!(self, Arch::MobileNetV2 | Arch::SmallCnn | Arch::DarziCnn)
     }
 
     /// Name prefix of the head's variables (torchvision's): everything else is the backbone
@@ -91,7 +93,7 @@ impl Arch {
     pub fn min_input(&self) -> usize {
         match self {
             Arch::SmallCnn | Arch::TorchScript => 4,
-            Arch::ThesisCnn => 8,
+            Arch::DarziCnn => 8,
             // 11×11 stride-4 stem and three 3×3 stride-2 pools.
             Arch::Alexnet => 63,
             _ => 32,
@@ -243,8 +245,8 @@ impl Net {
             Arch::SmallCnn => {
                 small_cnn::build(&root, in_channels, num_classes as i64, input_size as i64)
             }
-            Arch::ThesisCnn => {
-                thesis_cnn::build(&root, in_channels, num_classes as i64, input_size as i64)
+            Arch::DarziCnn => {
+                darzi_cnn::build(&root, in_channels, num_classes as i64, input_size as i64)
             }
             Arch::MobileNetV2 => mobilenet_v2::build(&root, num_classes as i64),
             Arch::Vgg16 => vgg::build(&root, vgg::CFG_D, num_classes as i64),
@@ -541,7 +543,7 @@ mod tests {
 
     #[test]
     fn freezing_counts_parameters() {
-        let net = Net::new(Arch::ThesisCnn, 4, 1, 32, Device::Cpu).unwrap();
+        let net = Net::new(Arch::DarziCnn, 4, 1, 32, Device::Cpu).unwrap();
         assert_eq!(net.apply_fine_tune(FineTune::Full).unwrap(), 0.0);
         assert_eq!(net.apply_fine_tune(FineTune::ClassifierOnly).unwrap(), 1.0);
         assert!(
@@ -658,7 +660,7 @@ mod tests {
     fn every_model_maps_a_batch_to_logits() {
         for (arch, size) in [
             (Arch::SmallCnn, 28),
-            (Arch::ThesisCnn, 32),
+            (Arch::DarziCnn, 32),
             (Arch::MobileNetV2, 32),
             (Arch::Resnet18, 32),
             (Arch::Alexnet, 64),

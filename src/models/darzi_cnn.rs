@@ -1,5 +1,6 @@
-//! The "6 conv + 5 fully connected, ReLU, dropout 0.25" CNN: three blocks of two 3×3 convs
-//! (32, 64, 128 channels) with max-pooling, then fc 512-256-128-64-classes. Without batch norm
+//! The CNN of Darzi et al. (and Fed-Safe, §4.1): "six layers of convolution stacked to 5 fully
+//! connected layers", ReLU, dropout 0.25. The papers give no widths: ours are three blocks of
+//! two 3×3 convs (32, 64, 128 channels) with max-pooling, then fc 512-256-128-64-classes. Without batch norm
 //! an 11-layer ReLU stack needs He initialization to train (PyTorch's default init stalls it).
 
 use super::Neck;
