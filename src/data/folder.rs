@@ -1,4 +1,6 @@
-//! Image folders: `<root>/<split>/<class>/*.{jpg,jpeg,png}` (the Kaggle brain-MRI layout).
+//! Image folders: `<root>/<split>/<class>/*.{jpg,jpeg,png,tif,tiff}` (the Kaggle brain-MRI
+//! layout; also the Bhuvaji MRI of Darzi et al. as downloaded, and Kaggle's PCam-derived
+//! histopathology tiles once sorted into class folders: README, "The papers' data sets").
 
 use super::ImageSet;
 use super::duplicates::{Hash, hash_bytes};
@@ -7,7 +9,7 @@ use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
-const EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "tif", "tiff"];
 
 /// A folder's entries, sorted, without hidden ones.
 pub(super) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -103,7 +105,10 @@ pub fn load_split(
         }
     }
     if files.is_empty() {
-        return Err(Error::data(&split_dir, "no .jpg/.jpeg/.png images found"));
+        return Err(Error::data(
+            &split_dir,
+            "no .jpg/.jpeg/.png/.tif images found",
+        ));
     }
     let decoded: Vec<Result<(Vec<f32>, Hash)>> = files
         .par_iter()
@@ -197,5 +202,92 @@ mod tests {
             .to_string();
         assert!(err.contains("test"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Writes `n` images of `w`×`h` per class under `<root>/<split>/<class>/`, brighter for
+    /// later classes, in the given format.
+    fn tiny_folder(root: &Path, split: &str, classes: &[&str], n: usize, ext: &str, rgb: bool) {
+        for (k, class) in classes.iter().enumerate() {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let v = (40 + 80 * k + i) as u8;
+                let path = dir.join(format!("{i:03}.{ext}"));
+                if rgb {
+                    image::RgbImage::from_pixel(96, 96, image::Rgb([v, v / 2, 255 - v]))
+                        .save(path)
+                        .unwrap();
+                } else {
+                    image::GrayImage::from_pixel(64, 48, image::Luma([v]))
+                        .save(path)
+                        .unwrap();
+                }
+            }
+        }
+    }
+
+    /// The layouts the README documents for the papers' data sets we cannot ship load through
+    /// `[data]` tables exactly as documented.
+    #[test]
+    fn papers_data_layouts_load_as_documented() {
+        let root = std::env::temp_dir().join(format!("fedsentry-layouts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // Bhuvaji's "Brain Tumor Classification (MRI)": Training/ and Testing/, one folder per
+        // class with the `_tumor` suffix, JPEG files.
+        let mri = root.join("brain-tumor-classification-mri");
+        let all = [
+            "glioma_tumor",
+            "meningioma_tumor",
+            "no_tumor",
+            "pituitary_tumor",
+        ];
+        tiny_folder(&mri, "Training", &all, 3, "jpg", false);
+        tiny_folder(&mri, "Testing", &all, 2, "jpg", false);
+        // Kaggle's Histopathologic Cancer Detection (PCam tiles, 96×96 RGB TIFF), sorted by
+        // train_labels.csv into 0/ and 1/, with a held-out test/ split made the same way.
+        let pcam = root.join("histopathologic-cancer-detection");
+        tiny_folder(&pcam, "train", &["0", "1"], 4, "tif", true);
+        tiny_folder(&pcam, "test", &["0", "1"], 2, "tif", true);
+
+        let load = |text: &str| {
+            let cfg: crate::config::DataConfig = toml::from_str(text).unwrap();
+            crate::data::load(&cfg, Some(&root), 0).unwrap()
+        };
+        let ds = load(
+            r#"source = "folder"
+path = "brain-tumor-classification-mri"
+train_split = "Training"
+test_split = "Testing"
+classes = ["no_tumor", "glioma_tumor"]
+size = 32
+val_fraction = 0.0
+drop_test_duplicates = false
+"#,
+        );
+        assert_eq!(ds.train.classes, vec!["no_tumor", "glioma_tumor"]);
+        assert_eq!((ds.train.len(), ds.test.len()), (6, 4));
+        assert_eq!((ds.train.channels, ds.train.height), (1, 32));
+        // no_tumor (written third, v = 200) is class 0 as `classes` orders it.
+        assert!((ds.train.image(0)[0] - 200.0 / 255.0).abs() < 0.02);
+
+        let ds = load(
+            r#"source = "folder"
+path = "histopathologic-cancer-detection"
+train_split = "train"
+test_split = "test"
+size = 32
+channels = 3
+normalize = "none"
+val_fraction = 0.0
+drop_test_duplicates = false
+"#,
+        );
+        assert_eq!(ds.train.classes, vec!["0", "1"]);
+        assert_eq!((ds.train.len(), ds.test.len()), (8, 4));
+        assert_eq!(ds.train.channels, 3);
+        // Red plane of the first class-1 tile: v = 120.
+        let first_tumor = ds.train.labels.iter().position(|&l| l == 1).unwrap();
+        assert!((ds.train.image(first_tumor)[0] - 120.0 / 255.0).abs() < 0.02);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

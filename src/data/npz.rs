@@ -176,4 +176,31 @@ mod tests {
         assert!(err.contains("bad.npz"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// The PCam HDF5 arrays saved as documented in the README: (N, H, W, 3) uint8 images and
+    /// (N,) labels load as RGB, channel-major.
+    #[test]
+    fn rgb_arrays_as_the_pcam_layout_documents() {
+        let dir = std::env::temp_dir().join(format!("fedsentry-npz-rgb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pcam.npz");
+        // One 1×2 image: pixel 0 is (255, 0, 0), pixel 1 is (0, 0, 255).
+        write_npz(
+            &path,
+            &[
+                ("train_images", vec![1, 1, 2, 3], vec![255, 0, 0, 0, 0, 255]),
+                ("train_labels", vec![1], vec![1]),
+            ],
+        );
+        let classes = vec!["0".to_string(), "1".to_string()];
+        let prep = Preprocess {
+            size: 2,
+            channels: 3,
+            roi: None,
+        };
+        let set = load_split(&path, "train", &classes, &prep).unwrap();
+        assert_eq!(set.labels, vec![1]);
+        assert_eq!(set.channels, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
