@@ -79,6 +79,9 @@ pub struct Summary {
     #[serde(default)]
     pub train_s: f64,
     pub fingerprint: String,
+    /// The CPU kernels the run used (crate::numerics); absent in older summaries.
+    #[serde(default)]
+    pub numerics: crate::numerics::Numerics,
 }
 
 /// Result of training one model and evaluating it.
@@ -1049,6 +1052,7 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         elapsed_s: start.elapsed().as_secs_f64(),
         train_s: out.train_s,
         fingerprint: fp,
+        numerics: crate::numerics::current(),
     };
     report::write_json(&file, &summary)?;
     Ok(summary)
@@ -1062,6 +1066,18 @@ pub fn run_file(path: &Path, opts: &RunOptions) -> Result<Vec<Summary>> {
 
 pub fn run_cells(cells: &[Cell], opts: &RunOptions) -> Result<Vec<Summary>> {
     let start = Instant::now();
+    let n = crate::numerics::current();
+    progress::status(format!(
+        "CPU kernels: {} (ATen {}, oneDNN {}, MKL {})",
+        n.cpu_kernels.label(),
+        n.aten_cpu_capability
+            .as_deref()
+            .unwrap_or("chosen by the CPU"),
+        n.onednn_max_cpu_isa
+            .as_deref()
+            .unwrap_or("chosen by the CPU"),
+        n.mkl_cbwr.as_deref().unwrap_or("chosen by the CPU"),
+    ));
     let mut ctx = Context::default();
     let cells: Vec<Cell> = cells
         .iter()

@@ -14,6 +14,7 @@ pub mod figures;
 pub mod gradcam;
 pub mod metrics;
 pub mod models;
+pub mod numerics;
 pub mod paper_vs_measured;
 pub mod privacy;
 pub mod progress;

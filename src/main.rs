@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use fedsentry::config;
 use fedsentry::experiment::{self, RunOptions};
+use fedsentry::numerics;
 use fedsentry::paper_vs_measured;
 use std::path::PathBuf;
 
@@ -19,6 +20,12 @@ const DEMO_CONFIG: &str = include_str!("../configs/thesis_centralized.toml");
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU kernels: `portable` pins libtorch, oneDNN and MKL to AVX2 code paths, so a seed
+    /// gives the same numbers on every x86-64 CPU with AVX2; `native` lets them use the best
+    /// the CPU has (faster, but the numbers depend on the CPU) [default: portable, or
+    /// $FEDSENTRY_CPU_KERNELS].
+    #[arg(long, global = true, value_name = "portable|native")]
+    cpu_kernels: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +191,26 @@ fn run_and_print(
 
 fn main() {
     let cli = Cli::parse();
+    let chosen = cli
+        .cpu_kernels
+        .clone()
+        .or_else(|| std::env::var(numerics::ENV).ok());
+    let kernels = match chosen
+        .as_deref()
+        .map(|s| (s, numerics::CpuKernels::parse(s)))
+    {
+        None => numerics::CpuKernels::default(),
+        Some((_, Some(k))) => k,
+        Some((bad, None)) => {
+            eprintln!(
+                "error: --cpu-kernels (or ${}) must be `portable` or `native`, got `{bad}`",
+                numerics::ENV
+            );
+            std::process::exit(2);
+        }
+    };
+    // SAFETY: no other thread runs yet and libtorch has not dispatched anything.
+    unsafe { numerics::pin(kernels) };
     if let Err(e) = dispatch(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
