@@ -349,6 +349,8 @@ fn default_batch() -> usize {
 
 fn invalid(file: &str, e: Error) -> Error {
     match e {
+        Error::Param { key, reason } => Error::config(file, key, reason),
+        // Older messages name their key first, in backticks.
         Error::Invalid(msg) => {
             let key = msg.split('`').nth(1).unwrap_or("").to_string();
             Error::config(file, key, msg)
@@ -359,7 +361,7 @@ fn invalid(file: &str, e: Error) -> Error {
 
 impl DataConfig {
     pub fn validate(&self, prefix: &str) -> Result<()> {
-        let bad = |k: &str, why: String| Err(Error::Invalid(format!("`{prefix}.{k}` {why}")));
+        let bad = |k: &str, why: String| Err(Error::param(format!("{prefix}.{k}"), why));
         if self.size < 4 || self.size > 1024 {
             return bad(
                 "size",
@@ -416,7 +418,7 @@ impl TrainConfig {
     }
 
     pub fn validate(&self, prefix: &str) -> Result<()> {
-        let bad = |k: &str, why: String| Err(Error::Invalid(format!("`{prefix}.{k}` {why}")));
+        let bad = |k: &str, why: String| Err(Error::param(format!("{prefix}.{k}"), why));
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
         }

@@ -22,6 +22,10 @@ pub enum Error {
     },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A setting that cannot be honoured, with its key as data (the experiment file is named
+    /// when the error reaches the file's validation: it becomes [`Error::Config`]).
+    #[error("`{key}`: {reason}")]
+    Param { key: String, reason: String },
     /// A parameter combination that cannot be honoured (named in the message).
     #[error("{0}")]
     Invalid(String),
@@ -41,6 +45,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub fn param(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Param {
+            key: key.into(),
+            reason: reason.into(),
         }
     }
 

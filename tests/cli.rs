@@ -123,6 +123,12 @@ fn bad_federation_settings_are_named_errors() {
             "[federation.strategy]\nrule = \"krum\"\nf = 1\n",
             "n ≥ 2f + 3",
         ),
+        // A rule's precondition names the table it is set in (it once printed an empty key).
+        (
+            "krum_key.toml",
+            "[federation.strategy]\nrule = \"krum\"\nf = 1\n",
+            "krum_key.toml: `federation.strategy`: krum",
+        ),
         (
             "bulyan.toml",
             "[federation.strategy]\nrule = \"bulyan\"\nf = 1\n",

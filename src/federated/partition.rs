@@ -80,7 +80,7 @@ impl PartitionConfig {
 
     /// Checks what can be checked without data (`prefix` names the table in errors).
     pub fn validate(&self, clients: usize, classes: Option<usize>, prefix: &str) -> Result<()> {
-        let bad = |k: &str, why: String| Err(Error::Invalid(format!("`{prefix}.{k}` {why}")));
+        let bad = |k: &str, why: String| Err(Error::param(format!("{prefix}.{k}"), why));
         match self {
             PartitionConfig::Dirichlet { alpha, .. } if !(*alpha > 0.0 && alpha.is_finite()) => {
                 bad("alpha", format!("must be positive, got {alpha}"))

@@ -111,7 +111,10 @@ pub fn require(ok: bool, rule: &str, what: String) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("{rule}: {what}")))
+        Err(Error::param(
+            "federation.strategy",
+            format!("{rule}: {what}"),
+        ))
     }
 }
 
