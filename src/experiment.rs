@@ -400,7 +400,7 @@ fn train_and_evaluate(
     let val_set = ds.train.subset(&val_idx);
     // The validation split is the defender's clean hold-out; only training images are poisoned.
     let poison = match &exp.attack {
-        Some(a) => Some(a.poison(&mut train_set, exp.seed ^ 0x706f_6973)?),
+        Some(a) => Some(a.poison(&mut train_set, exp.seed ^ crate::seed::stream::POISON)?),
         None => None,
     };
     let (net, frozen_fraction) = initial_net(exp, ds, backbone)?;
@@ -453,7 +453,7 @@ fn federated_train_and_evaluate(
         let (clients_ds, server) = federated::server_data::split(
             ds,
             fed.server_images,
-            federated::client::mix(exp.seed, 0x7365_7276, 0),
+            crate::seed::mix(exp.seed, crate::seed::stream::SERVER_IMAGES, 0),
         )?;
         reserved = clients_ds;
         (&reserved, Some(server))
@@ -715,7 +715,7 @@ fn evasion_between_clients(
                 &sh.norm,
                 a,
                 sh.train,
-                federated::client::mix(sh.seed, 0x6164_6170, 0),
+                crate::seed::mix(sh.seed, crate::seed::stream::ADAPTATION, 0),
             )?;
             progress::status(format!(
                 "{label}: server adapted the global model for {} epoch(s) on {:.0}% of its {} own images, {}, in {:.1}s",
@@ -742,7 +742,7 @@ fn evasion_between_clients(
                 federated::rules::vector::add_gaussian_to(
                     &mut p,
                     ev.noise_sigma,
-                    federated::client::mix(sh.seed, 0x6e6f_6973, c.id as u64),
+                    crate::seed::mix(sh.seed, crate::seed::stream::HELD_NOISE, c.id as u64),
                     Some(&trainable),
                 );
                 p
@@ -764,8 +764,13 @@ fn evasion_between_clients(
         })
         .collect();
     let start = Instant::now();
-    let mut reports =
-        crate::evasion::transfer::run(&models, &sets, &sh.norm, ev, sh.seed ^ 0x6576_6173);
+    let mut reports = crate::evasion::transfer::run(
+        &models,
+        &sets,
+        &sh.norm,
+        ev,
+        sh.seed ^ crate::seed::stream::EVASION,
+    );
     for r in &mut reports {
         r.test_accuracy = test_accuracy.clone();
         r.mean_test_accuracy =

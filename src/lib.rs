@@ -21,6 +21,7 @@ pub mod progress;
 pub mod repetitions;
 pub mod report;
 pub mod rounds_figure;
+pub mod seed;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -110,7 +110,7 @@ impl Trigger {
                 })
                 .collect(),
             Pattern::Random => {
-                let mut rng = StdRng::seed_from_u64(self.seed ^ 0x7269_6767_6572);
+                let mut rng = StdRng::seed_from_u64(self.seed ^ crate::seed::stream::TRIGGER);
                 (0..s * s).map(|_| rng.random::<f32>()).collect()
             }
         }

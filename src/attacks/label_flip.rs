@@ -83,7 +83,7 @@ impl LabelFlip {
             .map(|c| table.as_ref().is_none_or(|t| t[c as usize] != c))
             .collect();
         let indices = select(set, self.rate, &allowed, self.selection, seed)?;
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x666c_6970);
+        let mut rng = StdRng::seed_from_u64(seed ^ crate::seed::stream::LABEL_FLIP);
         let mut per_class = vec![0; k as usize];
         for &i in &indices {
             let old = set.labels[i];

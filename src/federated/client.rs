@@ -9,6 +9,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::{Dataset, ImageSet};
 use crate::error::Result;
 use crate::models::{FineTune, Net, Recipe};
+use crate::seed::{mix, stream};
 use crate::train::{self, Proximal, normalize::Normalizer};
 use tch::Device;
 
@@ -51,17 +52,6 @@ pub struct FitResult {
     pub seconds: f64,
 }
 
-/// Seed for (run seed, round, client), the same whichever worker trains the client.
-pub fn mix(seed: u64, round: u64, client: u64) -> u64 {
-    // SplitMix64 finalizer over the combined words.
-    let mut z = seed
-        ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ client.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl Shared<'_> {
     pub fn new_net(&self) -> Result<Net> {
         self.model.build(
@@ -79,7 +69,7 @@ impl Shared<'_> {
         let report = match (self.attack, c.poison_rate) {
             (Some(a), Some(rate)) => Some(
                 a.with_rate(rate)
-                    .poison(&mut set, mix(self.seed, 0x706f_6973, c.id as u64))?,
+                    .poison(&mut set, mix(self.seed, stream::POISON, c.id as u64))?,
             ),
             _ => None,
         };
@@ -96,7 +86,11 @@ impl Shared<'_> {
         let (mut set, _) = self.local_train(c)?;
         if let Some(a) = self.adversarial {
             // Crafted on the received model, before this round's updates.
-            let seed = mix(self.seed, round as u64, 0x6164_7600 ^ c.id as u64);
+            let seed = mix(
+                self.seed,
+                round as u64,
+                stream::ADVERSARIAL_TRAINING ^ c.id as u64,
+            );
             let adv = crate::evasion::adaptation::adversarial_set(&net, &set, &self.norm, a, seed);
             for i in 0..adv.len() {
                 set.push(adv.image(i), adv.labels[i], String::new());

@@ -19,8 +19,9 @@ use crate::attacks::{PoisonReport, Poisoning};
 use crate::data::{Dataset, ImageSet};
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::seed::{mix, stream};
 use crate::train::{self, normalize::Normalizer};
-use client::{Client, Shared, mix};
+use client::{Client, Shared};
 use partition::PartitionConfig;
 use rand::{SeedableRng, rngs::StdRng, seq::index};
 use serde::{Deserialize, Serialize};
@@ -199,7 +200,7 @@ impl FederationConfig {
         let ids: Vec<usize> = match m.count {
             Some(k) => {
                 let mut v = index::sample(
-                    &mut StdRng::seed_from_u64(mix(seed, 0x6d61, 0)),
+                    &mut StdRng::seed_from_u64(mix(seed, stream::MALICIOUS, 0)),
                     self.clients,
                     k,
                 )
@@ -324,7 +325,7 @@ pub fn make_clients(
         &data.train.labels,
         data.train.num_classes(),
         fed.clients,
-        mix(seed, 0x7061, 0),
+        mix(seed, stream::PARTITION, 0),
     )?;
     let counts = partition::class_counts(&parts, &data.train.labels, data.train.num_classes());
     let malicious = fed.malicious_clients(attack, seed);
@@ -335,7 +336,7 @@ pub fn make_clients(
             let (train, val) = partition::train_val_split(
                 p,
                 fed.client_val_fraction,
-                mix(seed, 0x7661, id as u64),
+                mix(seed, stream::VALIDATION, id as u64),
             );
             let m = malicious.iter().find(|(m, _)| *m == id);
             Client {
@@ -394,7 +395,7 @@ pub fn simulate(
         id: clients.len(),
         train: {
             let mut v = index::sample(
-                &mut StdRng::seed_from_u64(mix(sh.seed, 0x726f_6f74, 0)),
+                &mut StdRng::seed_from_u64(mix(sh.seed, stream::ROOT_SET, 0)),
                 data.train.len(),
                 k.min(data.train.len()),
             )
@@ -427,7 +428,7 @@ pub fn simulate(
             rounds: fed.rounds,
             global: &global,
             server_model: server_model.as_deref(),
-            seed: mix(sh.seed, round as u64, 0x6167_6772),
+            seed: mix(sh.seed, round as u64, stream::AGGREGATION),
             clients: clients.len(),
             trainable: Some(&trainable),
         };
@@ -476,7 +477,12 @@ pub fn simulate(
         }
         if let Some(mp) = model_poisoning {
             let mal: Vec<bool> = held.iter().map(|u| clients[u.client].malicious).collect();
-            mp.apply(&global, &mut held, &mal, mix(sh.seed, round as u64, 0x6d70));
+            mp.apply(
+                &global,
+                &mut held,
+                &mal,
+                mix(sh.seed, round as u64, stream::MODEL_POISONING),
+            );
             for u in held {
                 accepted += add_checked(&mut *agg, u, global.len(), &mut flags)?;
             }
