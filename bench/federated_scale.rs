@@ -7,7 +7,7 @@
 //! clients drawn to train and to evaluate each round; e.g. 0.02 for 10,000 clients on a CPU).
 
 use fedsentry::config;
-use fedsentry::experiment::{self, RunOptions};
+use fedsentry::study::{self, RunOptions};
 use std::time::Instant;
 
 fn env_or(name: &str, default: &str) -> String {
@@ -73,7 +73,7 @@ count = {malicious}
         jobs: 1,
     };
     let start = Instant::now();
-    let s = experiment::run_cells(&cells, &opts).unwrap();
+    let s = study::run_cells(&cells, &opts).unwrap();
     let secs = start.elapsed().as_secs_f64();
     let peak = peak_rss_mib().unwrap_or(f64::NAN);
     println!(

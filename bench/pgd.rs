@@ -3,9 +3,9 @@
 //!
 //! Run: ./scripts/bench pgd   [env: BENCH_REPS=3]
 
-use fedsentry::evasion::{Evasion, logits_of, pgd::Pgd};
+use fedsentry::attacks::evasion::{Evasion, logits_of, pgd::Pgd};
+use fedsentry::data::normalize::Normalizer;
 use fedsentry::models::{Arch, Net};
-use fedsentry::train::normalize::Normalizer;
 #[path = "common.rs"]
 mod common;
 

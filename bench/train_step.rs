@@ -7,8 +7,9 @@
 use fedsentry::config::TrainConfig;
 use fedsentry::data::ImageSet;
 use fedsentry::data::augment::AugmentConfig;
+use fedsentry::data::normalize::Normalizer;
 use fedsentry::models::{Arch, Net};
-use fedsentry::train::{Objective, fit, normalize::Normalizer};
+use fedsentry::train::{Objective, fit};
 #[path = "common.rs"]
 mod common;
 

@@ -2,11 +2,17 @@
 //! values, naming the key. A `[grid]` table expands one file into many runs (see `expand`).
 
 use crate::attacks::Poisoning;
-use crate::data::augment::AugmentConfig;
+pub use crate::data::{DataConfig, DataSource, Normalize, SyntheticConfig};
 use crate::error::{Error, Result};
-use crate::models::{Arch, FineTune};
+use crate::models::FineTune;
+pub use crate::models::{Init, ModelConfig};
+pub use crate::train::{OptimizerKind, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The top-level array of paper figures a file quotes (`[[reference]]`, read by
+/// `report::paper_vs_measured`): not part of any cell.
+pub const REFERENCE_KEY: &str = "reference";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -37,10 +43,10 @@ pub struct Experiment {
     pub baseline: Option<PathBuf>,
     /// Test-time evasion across clients after federated training (`[evasion]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evasion: Option<crate::evasion::transfer::TransferConfig>,
+    pub evasion: Option<crate::federated::transfer::TransferConfig>,
     /// Grad-CAM inspection of the trained model on clean and triggered inputs (backdoor runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gradcam: Option<crate::gradcam::GradCamConfig>,
+    pub gradcam: Option<crate::defenses::gradcam::GradCamConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -59,223 +65,12 @@ impl DeviceChoice {
             DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
             DeviceChoice::Cpu => Ok(tch::Device::Cpu),
             DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            DeviceChoice::Cuda => Err(Error::Invalid(
-                "`device = \"cuda\"` but no CUDA device is available".into(),
+            DeviceChoice::Cuda => Err(Error::param(
+                "device",
+                "is \"cuda\" but no CUDA device is available",
             )),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    pub source: DataSource,
-    /// Images are resized to size×size.
-    #[serde(default = "default_size")]
-    pub size: usize,
-    /// Stored channels: 1 (grayscale) or 3 (RGB).
-    #[serde(default = "one")]
-    pub channels: usize,
-    #[serde(default)]
-    pub normalize: Normalize,
-    /// Threshold + largest-component crop before resizing (files only).
-    #[serde(default)]
-    pub roi_crop: bool,
-    /// Remove test images with a byte- or pixel-identical twin in train.
-    #[serde(default = "yes")]
-    pub drop_test_duplicates: bool,
-    /// Share of the training split held out for validation (stratified).
-    #[serde(default = "default_val")]
-    pub val_fraction: f64,
-    /// Cap on training images per class (0 = all), drawn with the data seed.
-    #[serde(default)]
-    pub max_train_per_class: usize,
-    #[serde(default)]
-    pub max_test_per_class: usize,
-    #[serde(default)]
-    pub synthetic: SyntheticConfig,
-    /// Image folder root (relative paths resolve against `--data-root`).
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    #[serde(default = "default_train_split")]
-    pub train_split: String,
-    #[serde(default = "default_test_split")]
-    pub test_split: String,
-    /// Class names in label order (npz); folders use their sub-folder names.
-    #[serde(default)]
-    pub classes: Vec<String>,
-    #[serde(default)]
-    pub augment: AugmentConfig,
-    /// The real dataset to use instead when `--data-root` is given (`[data.real]`), so one file
-    /// runs on the synthetic default anywhere and on real data where it is available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub real: Option<Box<DataConfig>>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum DataSource {
-    /// The built-in MRI phantom generator.
-    Synthetic,
-    /// `<path>/<split>/<class>/*.{jpg,png}`.
-    Folder,
-    /// A MedMNIST-style `.npz` at `path`.
-    Npz,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum Normalize {
-    /// Mean and std of the training split, per channel.
-    #[default]
-    TrainStats,
-    /// ImageNet mean/std (RGB), for ImageNet-pretrained backbones.
-    Imagenet,
-    None,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyntheticConfig {
-    pub seed: u64,
-    pub train_per_class: usize,
-    pub test_per_class: usize,
-    pub lesion_contrast: f32,
-    pub noise: f32,
-    /// A subset of the phantom classes, in label order (empty: all four).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub classes: Vec<String>,
-}
-
-impl Default for SyntheticConfig {
-    fn default() -> Self {
-        let d = crate::data::synthetic::PhantomConfig::default();
-        SyntheticConfig {
-            seed: d.seed,
-            train_per_class: d.train_per_class,
-            test_per_class: d.test_per_class,
-            lesion_contrast: d.lesion_contrast,
-            noise: d.noise,
-            classes: d.classes,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub arch: Arch,
-    /// "full", "classifier_only" or "partial" (with `freeze_percent`).
-    #[serde(default = "default_fine_tune")]
-    pub fine_tune: String,
-    #[serde(default)]
-    pub freeze_percent: Option<f64>,
-    #[serde(default)]
-    pub init: Init,
-    /// Backbone weights file to start from (safetensors, or a PyTorch `.pth`/`.pt` state
-    /// dict); made by `[pretrain]` when absent. `{arch}` in the path stands for the model's
-    /// name, so one line serves a grid over models (`imagenet/{arch}.pth`).
-    #[serde(default)]
-    pub weights: Option<PathBuf>,
-    /// TorchScript module file, for `arch = "torchscript"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script: Option<PathBuf>,
-    /// Name of the TorchScript module's classifier layer (e.g. "fc"): what classifier-only
-    /// fine-tuning trains and what imported weights leave re-initialized.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum Init {
-    /// Random initialization.
-    #[default]
-    Scratch,
-    /// Feature extractor from a trusted pretrained backbone.
-    Pretrained,
-}
-
-impl ModelConfig {
-    /// `weights` with `{arch}` replaced by the model's name.
-    pub fn weights_path(&self) -> Option<PathBuf> {
-        self.weights
-            .as_ref()
-            .map(|w| PathBuf::from(w.to_string_lossy().replace("{arch}", self.arch.name())))
-    }
-
-    /// What the model is built from (validated: a script comes with its head).
-    pub fn recipe(&self) -> crate::models::Recipe {
-        crate::models::Recipe {
-            arch: self.arch,
-            script: self
-                .script
-                .clone()
-                .map(|p| (p, self.head.clone().unwrap_or_default())),
-        }
-    }
-
-    fn validate_script(&self) -> Result<()> {
-        let is_script = self.arch == Arch::TorchScript;
-        match (is_script, &self.script, &self.head) {
-            (true, Some(_), Some(h)) if !h.is_empty() => Ok(()),
-            (true, None, _) => Err(Error::Invalid(
-                "`model.arch = \"torchscript\"` needs `model.script` (the module file)".into(),
-            )),
-            (true, Some(_), _) => Err(Error::Invalid(
-                "`model.script` needs `model.head`, the name of its classifier layer".into(),
-            )),
-            (false, None, None) => Ok(()),
-            (false, _, _) => Err(Error::Invalid(format!(
-                "`model.script` and `model.head` apply to `arch = \"torchscript\"`, not `{}`",
-                self.arch.name()
-            ))),
-        }
-    }
-
-    pub fn fine_tune(&self) -> Result<FineTune> {
-        match (self.fine_tune.as_str(), self.freeze_percent) {
-            ("full", None) => Ok(FineTune::Full),
-            ("classifier_only", None) => Ok(FineTune::ClassifierOnly),
-            ("partial", Some(p)) if (0.0..=100.0).contains(&p) => Ok(FineTune::PartialFreeze(p)),
-            ("partial", Some(p)) => Err(Error::Invalid(format!(
-                "`model.freeze_percent` must be within 0..=100, got {p}"
-            ))),
-            ("partial", None) => Err(Error::Invalid(
-                "`model.fine_tune = \"partial\"` needs `model.freeze_percent`".into(),
-            )),
-            ("full" | "classifier_only", Some(_)) => Err(Error::Invalid(
-                "`model.freeze_percent` only applies to `fine_tune = \"partial\"`".into(),
-            )),
-            (other, _) => Err(Error::Invalid(format!(
-                "`model.fine_tune` must be \"full\", \"classifier_only\" or \"partial\", got \"{other}\""
-            ))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    #[serde(default)]
-    pub optimizer: OptimizerKind,
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    #[serde(default = "default_momentum")]
-    pub momentum: f64,
-    #[serde(default)]
-    pub weight_decay: f64,
-    pub epochs: usize,
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerKind {
-    #[default]
-    Adam,
-    Sgd,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -316,37 +111,6 @@ impl Default for MetricsConfig {
     }
 }
 
-fn default_size() -> usize {
-    64
-}
-fn one() -> usize {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn default_val() -> f64 {
-    0.1
-}
-fn default_train_split() -> String {
-    "Training".into()
-}
-fn default_test_split() -> String {
-    "Testing".into()
-}
-fn default_fine_tune() -> String {
-    "full".into()
-}
-fn default_lr() -> f64 {
-    1e-3
-}
-fn default_momentum() -> f64 {
-    0.9
-}
-fn default_batch() -> usize {
-    32
-}
-
 fn invalid(file: &str, e: Error) -> Error {
     match e {
         Error::Param { key, reason } => Error::config(file, key, reason),
@@ -356,85 +120,6 @@ fn invalid(file: &str, e: Error) -> Error {
             Error::config(file, key, msg)
         }
         other => other,
-    }
-}
-
-impl DataConfig {
-    pub fn validate(&self, prefix: &str) -> Result<()> {
-        let bad = |k: &str, why: String| Err(Error::param(format!("{prefix}.{k}"), why));
-        if self.size < 4 || self.size > 1024 {
-            return bad(
-                "size",
-                format!("must be within 4..=1024, got {}", self.size),
-            );
-        }
-        if self.channels != 1 && self.channels != 3 {
-            return bad("channels", format!("must be 1 or 3, got {}", self.channels));
-        }
-        if !(0.0..0.9).contains(&self.val_fraction) {
-            return bad(
-                "val_fraction",
-                format!("must be within 0..0.9, got {}", self.val_fraction),
-            );
-        }
-        match self.source {
-            DataSource::Synthetic => {
-                if self.synthetic.train_per_class == 0 || self.synthetic.test_per_class == 0 {
-                    return bad(
-                        "synthetic.train_per_class",
-                        "and `test_per_class` must be positive".into(),
-                    );
-                }
-                if self.channels != 1 {
-                    return bad(
-                        "channels",
-                        "must be 1 for synthetic data (the model expands gray to RGB)".into(),
-                    );
-                }
-            }
-            DataSource::Folder | DataSource::Npz if self.path.is_none() => {
-                return bad(
-                    "path",
-                    format!("is required for source = \"{:?}\"", self.source).to_lowercase(),
-                );
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-impl TrainConfig {
-    /// Adam with the experiment file's defaults (lr 1e-3, no weight decay).
-    pub fn adam(epochs: usize, batch_size: usize) -> TrainConfig {
-        TrainConfig {
-            optimizer: OptimizerKind::Adam,
-            lr: default_lr(),
-            momentum: default_momentum(),
-            weight_decay: 0.0,
-            epochs,
-            batch_size,
-        }
-    }
-
-    pub fn validate(&self, prefix: &str) -> Result<()> {
-        let bad = |k: &str, why: String| Err(Error::param(format!("{prefix}.{k}"), why));
-        if self.epochs == 0 {
-            return bad("epochs", "must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1".into());
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", format!("must be positive, got {}", self.lr));
-        }
-        if self.weight_decay < 0.0 || !(0.0..1.0).contains(&self.momentum) {
-            return bad(
-                "momentum",
-                "must be within 0..1 and weight_decay ≥ 0".into(),
-            );
-        }
-        Ok(())
     }
 }
 
@@ -448,8 +133,9 @@ impl Experiment {
             }
             if let Some(e) = &self.evasion {
                 if self.federation.is_none() {
-                    return Err(Error::Invalid(
-                        "`[evasion]` (attacks between clients) needs a `[federation]`".into(),
+                    return Err(Error::param(
+                        "evasion",
+                        "(attacks between clients) needs a `[federation]`",
                     ));
                 }
                 e.validate()?;
@@ -459,8 +145,9 @@ impl Experiment {
                         .as_ref()
                         .is_some_and(|f| f.server_images == 0)
                 {
-                    return Err(Error::Invalid(
-                        "`evasion.adapt` needs `federation.server_images` > 0: the server adapts the model on images of its own, which no client holds".into(),
+                    return Err(Error::param(
+                        "evasion.adapt",
+                        "needs `federation.server_images` > 0: the server adapts the model on images of its own, which no client holds",
                     ));
                 }
             }
@@ -477,24 +164,27 @@ impl Experiment {
             let needs_backbone =
                 self.model.init == Init::Pretrained && self.model.weights.is_none();
             if needs_backbone && self.pretrain.is_none() {
-                return Err(Error::Invalid(
-                    "`model.init = \"pretrained\"` needs `model.weights` or a `[pretrain]` table"
-                        .into(),
+                return Err(Error::param(
+                    "model.init",
+                    "\"pretrained\" needs `model.weights` or a `[pretrain]` table",
                 ));
             }
             if self.model.init == Init::Scratch && self.model.fine_tune()? != FineTune::Full {
-                return Err(Error::Invalid(
-                    "`model.fine_tune`: freezing a randomly initialized backbone makes no sense; set `model.init = \"pretrained\"`"
-                        .into(),
+                return Err(Error::param(
+                    "model.fine_tune",
+                    "freezing a randomly initialized backbone makes no sense; set `model.init = \"pretrained\"`",
                 ));
             }
             if self.data.size < self.model.arch.min_input() {
-                return Err(Error::Invalid(format!(
-                    "`data.size` {} is below the {} px that `{}` needs",
-                    self.data.size,
-                    self.model.arch.min_input(),
-                    self.model.arch.name()
-                )));
+                return Err(Error::param(
+                    "data.size",
+                    format!(
+                        "{} is below the {} px that `{}` needs",
+                        self.data.size,
+                        self.model.arch.min_input(),
+                        self.model.arch.name()
+                    ),
+                ));
             }
             if let Some(Poisoning::Backdoor(b)) = &self.attack {
                 b.trigger.validate(self.data.size, self.data.size)?;
@@ -571,6 +261,40 @@ impl Cell {
     }
 }
 
+/// The cells whose id holds every `only` label (`strategy=krum_1`, `seed=2`, …), as
+/// `fedsentry run --only` selects them; an error names the file when none does.
+pub fn select(cells: Vec<Cell>, only: &[String], file: &Path) -> Result<Vec<Cell>> {
+    let chosen: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| {
+            let id = c.id();
+            let parts: Vec<&str> = id.split(',').collect();
+            only.iter().all(|o| parts.contains(&o.as_str()))
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no cell of {} matches --only {}",
+            file.display(),
+            only.join(" --only ")
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Sets `federation.workers` in every federated cell (`--workers`; results do not change).
+pub fn set_workers(cells: &mut [Cell], workers: usize) -> Result<()> {
+    if workers == 0 {
+        return Err(Error::param("workers", "must be at least 1"));
+    }
+    for c in cells {
+        if let Some(f) = &mut c.experiment.federation {
+            f.workers = workers;
+        }
+    }
+    Ok(())
+}
+
 /// A grid value as a short label: strings bare, tables as their values joined by `_`
 /// (`{ kind = "dirichlet", alpha = 1.0 }` → `dirichlet_1.0`), arrays joined by `+`.
 pub fn value_label(v: &toml::Value) -> String {
@@ -618,7 +342,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Cell>> {
     // The paper's numbers (`[[reference]]`) belong to the sweep, not to a cell: they change no
     // result and no cache key (read by `paper_vs_measured::parse`).
     if let Some(t) = root.as_table_mut() {
-        t.remove(crate::paper_vs_measured::KEY);
+        t.remove(REFERENCE_KEY);
     }
     let axes: Vec<(String, Vec<toml::Value>)> = match grid {
         None => Vec::new(),
@@ -686,6 +410,7 @@ pub fn fingerprint<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Arch;
 
     const BASE: &str = r#"
 name = "t"

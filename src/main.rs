@@ -3,9 +3,9 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use fedsentry::config;
-use fedsentry::experiment::{self, RunOptions};
 use fedsentry::numerics;
-use fedsentry::paper_vs_measured;
+use fedsentry::report::paper_vs_measured;
+use fedsentry::study::{self, RunOptions};
 use std::path::PathBuf;
 
 /// The shipped centralized study, built in so `fedsentry demo` runs from anywhere.
@@ -167,8 +167,8 @@ fn run_and_print(
     references: &[paper_vs_measured::Reference],
     opts: &RunOptions,
 ) -> Result<()> {
-    let summaries = experiment::run_cells(cells, opts)?;
-    println!("{}", experiment::results_table(&summaries));
+    let summaries = study::run_cells(cells, opts)?;
+    println!("{}", fedsentry::report::results::results_table(&summaries));
     let rows = paper_vs_measured::write(&opts.out, references, &summaries)?;
     if !rows.is_empty() {
         println!(
@@ -177,11 +177,11 @@ fn run_and_print(
             opts.out.join("paper_vs_measured.csv").display()
         );
     }
-    let settings = fedsentry::repetitions::settings(&summaries);
-    if fedsentry::repetitions::repeated(&settings) {
+    let settings = fedsentry::report::repetitions::settings(&summaries);
+    if fedsentry::report::repetitions::repeated(&settings) {
         println!(
             "\nMean ± std over seeds:\n{}",
-            fedsentry::repetitions::table(&settings)
+            fedsentry::report::repetitions::table(&settings)
         );
         println!("mean ± std: {}", opts.out.join("mean_std.csv").display());
     }
@@ -229,30 +229,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             jobs,
         } => {
             anyhow::ensure!(jobs > 0, "--jobs must be at least 1");
-            let mut cells = config::load(&experiment)?;
+            let cells = config::load(&experiment)?;
             let total = cells.len();
-            cells.retain(|c| {
-                let id = c.id();
-                let parts: Vec<&str> = id.split(',').collect();
-                only.iter().all(|o| parts.contains(&o.as_str()))
-            });
-            if cells.is_empty() {
-                anyhow::bail!(
-                    "no cell of {} matches --only {}",
-                    experiment.display(),
-                    only.join(" --only ")
-                );
-            }
+            let mut cells = config::select(cells, &only, &experiment)?;
             if cells.len() < total {
                 eprintln!("running {} of {total} cells", cells.len());
             }
             if let Some(w) = workers {
-                anyhow::ensure!(w > 0, "--workers must be at least 1");
-                for c in &mut cells {
-                    if let Some(f) = &mut c.experiment.federation {
-                        f.workers = w;
-                    }
-                }
+                config::set_workers(&mut cells, w)?;
             }
             let name = cells
                 .first()
@@ -295,8 +279,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 force: true,
                 jobs: 1,
             };
-            let mut ctx = experiment::Context::default();
-            experiment::pretrain(&cell.experiment, &mut ctx, &opts, &out)?;
+            let mut ctx = study::Context::default();
+            study::pretrain(&cell.experiment, &mut ctx, &opts, &out)?;
             Ok(())
         }
         Command::Data { command } => match command {
@@ -349,7 +333,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let summary = fedsentry::data::inspect::inspect(&path)?;
             print!("{}", summary.render());
             if let Some(j) = json {
-                fedsentry::report::write_json(&j, &summary)?;
+                fedsentry::io::write_json(&j, &summary)?;
                 println!("\nsummary: {}", j.display());
             }
             Ok(())

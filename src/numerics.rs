@@ -32,6 +32,17 @@ impl CpuKernels {
     }
 
     /// `portable` or `native` (e.g. from `--cpu-kernels` or `FEDSENTRY_CPU_KERNELS`).
+    /// The kernels `$FEDSENTRY_CPU_KERNELS` asks for (portable when unset), as `fedsentry`
+    /// reads them: a program driving the library pins these to get the CLI's numbers.
+    pub fn from_env() -> crate::Result<CpuKernels> {
+        match std::env::var(ENV) {
+            Err(_) => Ok(CpuKernels::default()),
+            Ok(v) => CpuKernels::parse(&v).ok_or_else(|| {
+                crate::Error::param(ENV, format!("must be `portable` or `native`, got `{v}`"))
+            }),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<CpuKernels> {
         match s {
             "portable" => Some(CpuKernels::Portable),

@@ -139,6 +139,12 @@ fn bad_federation_settings_are_named_errors() {
             "[federation.strategy]\nrule = \"mad\"\nthreshold = 2.0\n",
             "threshold",
         ),
+        // Keys travel as data from the check that fails to the message.
+        (
+            "fraction.toml",
+            "fraction_fit = 1.5\n",
+            "fraction.toml: `federation.fraction_fit`: must be within 0..=1, got 1.5",
+        ),
         (
             "mp.toml",
             "[federation.malicious]\nclients = [1]\n[federation.malicious.model_poisoning]\nkind = \"boost\"\n",

@@ -5,12 +5,13 @@
 mod common;
 
 use common::{bin, tmp};
+use fedsentry::attacks::evasion::{Evasion, logits_of, pgd::Pgd};
 use fedsentry::config::TrainConfig;
 use fedsentry::data::augment::AugmentConfig;
+use fedsentry::data::normalize::Normalizer;
 use fedsentry::data::synthetic::{PhantomConfig, generate};
-use fedsentry::evasion::{Evasion, logits_of, pgd::Pgd};
 use fedsentry::models::{FineTune, Net};
-use fedsentry::train::{self, normalize::Normalizer};
+use fedsentry::train::{self};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 

@@ -82,14 +82,18 @@ impl Trigger {
             _ => height.min(width),
         };
         if self.size == 0 || need > room {
-            return Err(Error::Invalid(format!(
-                "`trigger.size` {} with `trigger.margin` {} does not fit a {width}×{height} image ({:?} placement)",
-                self.size, self.margin, self.placement
-            )));
+            return Err(Error::param(
+                "trigger.size",
+                format!(
+                    "{} with `trigger.margin` {} does not fit a {width}×{height} image ({:?} placement)",
+                    self.size, self.margin, self.placement
+                ),
+            ));
         }
         if !(0.0..=1.0).contains(&self.value) || !(0.0..=1.0).contains(&self.alpha) {
-            return Err(Error::Invalid(
-                "`trigger.value` and `trigger.alpha` must be within 0..=1".into(),
+            return Err(Error::param(
+                "trigger.value",
+                "and `trigger.alpha` must be within 0..=1",
             ));
         }
         Ok(())

@@ -49,7 +49,7 @@ impl LabelFlip {
             Mapping::Random => None,
             Mapping::ToClass => {
                 let to = self.to.as_deref().ok_or_else(|| {
-                    Error::Invalid("`attack.to` is required with mapping = \"to_class\"".into())
+                    Error::param("attack.to", "is required with mapping = \"to_class\"")
                 })?;
                 Some(vec![class_id(classes, to, "attack.to")?; k])
             }
@@ -65,9 +65,10 @@ impl LabelFlip {
                 let mut sorted = p.clone();
                 sorted.sort_unstable();
                 if sorted != (0..k as i64).collect::<Vec<_>>() {
-                    return Err(Error::Invalid(format!(
-                        "`attack.permutation` must name each of the {k} classes exactly once"
-                    )));
+                    return Err(Error::param(
+                        "attack.permutation",
+                        format!("must name each of the {k} classes exactly once"),
+                    ));
                 }
                 Some(p)
             }

@@ -2,6 +2,7 @@
 //! share of a training set and reports which samples it touched.
 
 pub mod backdoor;
+pub mod evasion;
 pub mod label_flip;
 pub mod model;
 pub mod selection;
@@ -91,18 +92,19 @@ pub fn class_id(classes: &[String], name: &str, field: &str) -> Result<i64> {
     }
     match name.parse::<usize>() {
         Ok(i) if i < classes.len() => Ok(i as i64),
-        _ => Err(Error::Invalid(format!(
-            "`{field}`: unknown class `{name}` (classes: {})",
-            classes.join(", ")
-        ))),
+        _ => Err(Error::param(
+            field,
+            format!("unknown class `{name}` (classes: {})", classes.join(", ")),
+        )),
     }
 }
 
 pub(crate) fn check_rate(rate: f64, field: &str) -> Result<()> {
     if !(0.0..=1.0).contains(&rate) || rate.is_nan() {
-        return Err(Error::Invalid(format!(
-            "`{field}` must be within 0..=1, got {rate}"
-        )));
+        return Err(Error::param(
+            field,
+            format!("must be within 0..=1, got {rate}"),
+        ));
     }
     Ok(())
 }

@@ -250,7 +250,7 @@ mod tests {
         tiny_folder(&pcam, "test", &["0", "1"], 2, "tif", true);
 
         let load = |text: &str| {
-            let cfg: crate::config::DataConfig = toml::from_str(text).unwrap();
+            let cfg: crate::data::DataConfig = toml::from_str(text).unwrap();
             crate::data::load(&cfg, Some(&root), 0).unwrap()
         };
         let ds = load(

@@ -252,7 +252,7 @@ pub fn table() -> String {
             ]
         })
         .collect();
-    crate::report::table(
+    crate::io::table(
         &[
             "set",
             "classes",

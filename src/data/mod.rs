@@ -4,15 +4,19 @@
 //! preprocessing work on that plain buffer, and training turns index batches into tensors.
 
 pub mod augment;
+pub mod config;
 pub mod duplicates;
 pub mod fetch;
 pub mod folder;
 pub mod inspect;
 pub mod medmnist;
+pub mod normalize;
 pub mod npz;
 pub mod preprocess;
 pub mod roi;
 pub mod synthetic;
+
+pub use config::{DataConfig, DataSource, Normalize, SyntheticConfig};
 
 use crate::error::{Error, Result};
 use tch::{Kind, Tensor};
@@ -224,11 +228,11 @@ pub fn cap_per_class(set: &ImageSet, cap: usize, seed: u64) -> ImageSet {
 
 /// Builds the dataset an experiment asks for (`seed` draws per-class caps).
 pub fn load(
-    cfg: &crate::config::DataConfig,
+    cfg: &crate::data::DataConfig,
     data_root: Option<&std::path::Path>,
     seed: u64,
 ) -> Result<Dataset> {
-    use crate::config::DataSource;
+    use crate::data::DataSource;
     let prep = preprocess::Preprocess {
         size: cfg.size,
         channels: cfg.channels,
@@ -242,14 +246,18 @@ pub fn load(
                 .iter()
                 .find(|c| !synthetic::CLASSES.contains(&c.as_str()))
             {
-                return Err(Error::Invalid(format!(
-                    "`data.synthetic.classes`: unknown class `{bad}` (the phantoms have {})",
-                    synthetic::CLASSES.join(", ")
-                )));
+                return Err(Error::param(
+                    "data.synthetic.classes",
+                    format!(
+                        "unknown class `{bad}` (the phantoms have {})",
+                        synthetic::CLASSES.join(", ")
+                    ),
+                ));
             }
             if s.classes.len() == 1 {
-                return Err(Error::Invalid(
-                    "`data.synthetic.classes` needs at least two classes".into(),
+                return Err(Error::param(
+                    "data.synthetic.classes",
+                    "needs at least two classes",
                 ));
             }
             synthetic::generate(&synthetic::PhantomConfig {

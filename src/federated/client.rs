@@ -1,16 +1,19 @@
 //! One client's local training: load the global model, poison the local data when the client is
 //! malicious, train, send the weights back. The model exists only for the duration of the call.
 
-use super::params;
-use super::strategy::ClientUpdate;
+use super::strategy::{ClientUpdate, RoundConfig};
+use crate::attacks::evasion::EvasionConfig;
 use crate::attacks::{PoisonReport, Poisoning};
-use crate::config::TrainConfig;
 use crate::data::augment::AugmentConfig;
+use crate::data::normalize::Normalizer;
 use crate::data::{Dataset, ImageSet};
 use crate::error::Result;
+use crate::models::params;
 use crate::models::{FineTune, Net, Recipe};
 use crate::seed::{mix, stream};
-use crate::train::{self, Proximal, normalize::Normalizer};
+use crate::train::TrainConfig;
+use crate::train::{self, Proximal};
+use std::sync::Arc;
 use tch::Device;
 
 /// A client: index lists into the shared training set; when malicious, the rate at which it
@@ -25,23 +28,23 @@ pub struct Client {
 }
 
 /// Everything clients share: data, model recipe, local training settings.
-pub struct Shared<'a> {
-    pub data: &'a Dataset,
+#[derive(Clone)]
+pub struct Shared {
+    pub data: Arc<Dataset>,
     pub model: Recipe,
     pub size: usize,
     pub fine_tune: FineTune,
     pub device: Device,
     pub norm: Normalizer,
-    pub train: &'a TrainConfig,
-    pub augment: &'a AugmentConfig,
-    pub attack: Option<&'a Poisoning>,
-    pub proximal_mu: f64,
+    pub train: TrainConfig,
+    pub augment: AugmentConfig,
+    pub attack: Option<Poisoning>,
     pub seed: u64,
     /// libtorch threads inside one client's training (fixed, so results do not depend on how
     /// many clients train at once).
     pub threads: usize,
     /// Adversarial training: the attack whose examples are added to local training.
-    pub adversarial: Option<&'a crate::evasion::EvasionConfig>,
+    pub adversarial: Option<EvasionConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +55,7 @@ pub struct FitResult {
     pub seconds: f64,
 }
 
-impl Shared<'_> {
+impl Shared {
     pub fn new_net(&self) -> Result<Net> {
         self.model.build(
             self.data.train.num_classes(),
@@ -66,7 +69,7 @@ impl Shared<'_> {
     /// same every round: a malicious hospital's data does not change between rounds.
     pub fn local_train(&self, c: &Client) -> Result<(ImageSet, Option<PoisonReport>)> {
         let mut set = self.data.train.subset(&c.train);
-        let report = match (self.attack, c.poison_rate) {
+        let report = match (&self.attack, c.poison_rate) {
             (Some(a), Some(rate)) => Some(
                 a.with_rate(rate)
                     .poison(&mut set, mix(self.seed, stream::POISON, c.id as u64))?,
@@ -76,34 +79,42 @@ impl Shared<'_> {
         Ok((set, report))
     }
 
-    /// Trains client `c` from the global model for one round.
-    pub fn fit(&self, c: &Client, global: &[f32], round: usize) -> Result<FitResult> {
+    /// Trains client `c` from the global model for one round, as the round's configuration
+    /// asks (FedProx's μ). Every random draw is seeded by (seed, round, client).
+    pub fn fit(
+        &self,
+        c: &Client,
+        global: &[f32],
+        round: usize,
+        config: &RoundConfig,
+    ) -> Result<FitResult> {
         let start = std::time::Instant::now();
         tch::set_num_threads(self.threads as i32);
         let net = self.new_net()?;
         params::load(&net, global)?;
         net.apply_fine_tune(self.fine_tune)?;
         let (mut set, _) = self.local_train(c)?;
-        if let Some(a) = self.adversarial {
+        if let Some(a) = &self.adversarial {
             // Crafted on the received model, before this round's updates.
             let seed = mix(
                 self.seed,
                 round as u64,
                 stream::ADVERSARIAL_TRAINING ^ c.id as u64,
             );
-            let adv = crate::evasion::adaptation::adversarial_set(&net, &set, &self.norm, a, seed);
+            let adv = crate::defenses::adaptation::adversarial_set(&net, &set, &self.norm, a, seed);
             for i in 0..adv.len() {
                 set.push(adv.image(i), adv.labels[i], String::new());
             }
         }
-        let prox = (self.proximal_mu > 0.0).then(|| Proximal::anchored_at(&net, self.proximal_mu));
+        let mu = config.proximal_mu;
+        let prox = (mu > 0.0).then(|| Proximal::anchored_at(&net, mu));
         let hist = train::fit(
             &net,
             &set,
             None,
             &self.norm,
-            self.train,
-            self.augment,
+            &self.train,
+            &self.augment,
             mix(self.seed, round as u64, c.id as u64),
             &train::Objective {
                 proximal: prox.as_ref(),

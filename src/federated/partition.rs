@@ -11,6 +11,8 @@
 //!   so each client holds only its own chunks and every client as many as the count allows.
 //! - k classes per client ("pathological" non-IID): each client sees exactly `k` classes.
 //! - Explicit sizes: client `i` gets `sizes[i]` samples of a shuffle.
+//!
+//! Over 500 lines on purpose: the five partitioners share the dealing and validation code; the last 189 lines are its tests.
 
 use crate::error::{Error, Result};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -118,9 +120,7 @@ impl PartitionConfig {
         seed: u64,
     ) -> Result<Vec<Vec<usize>>> {
         if clients == 0 {
-            return Err(Error::Invalid(
-                "`federation.clients` must be at least 1".into(),
-            ));
+            return Err(Error::param("federation.clients", "must be at least 1"));
         }
         self.validate(clients, Some(classes), "federation.partition")?;
         let mut rng = StdRng::seed_from_u64(seed);
@@ -140,10 +140,13 @@ impl PartitionConfig {
             PartitionConfig::Sizes { sizes } => explicit_sizes(n, sizes, &mut rng)?,
         };
         if let Some(empty) = parts.iter().position(Vec::is_empty) {
-            return Err(Error::Invalid(format!(
-                "`federation.partition`: client {empty} received no samples ({} for {clients} clients); use fewer clients or more data",
-                self.label()
-            )));
+            return Err(Error::param(
+                "federation.partition",
+                format!(
+                    "client {empty} received no samples ({} for {clients} clients); use fewer clients or more data",
+                    self.label()
+                ),
+            ));
         }
         for p in &mut parts {
             p.sort_unstable();
@@ -208,10 +211,13 @@ pub fn dirichlet(
     rng: &mut StdRng,
 ) -> Result<Vec<Vec<usize>>> {
     if min_size * clients > labels.len() {
-        return Err(Error::Invalid(format!(
-            "`federation.partition.min_size` {min_size} × {clients} clients exceeds the {} training samples",
-            labels.len()
-        )));
+        return Err(Error::param(
+            "federation.partition.min_size",
+            format!(
+                "{min_size} × {clients} clients exceeds the {} training samples",
+                labels.len()
+            ),
+        ));
     }
     for _ in 0..MAX_DRAWS {
         let per = by_class(labels, classes, rng);
@@ -236,9 +242,12 @@ pub fn dirichlet(
             return Ok(parts);
         }
     }
-    Err(Error::Invalid(format!(
-        "`federation.partition.min_size`: no Dirichlet(α={alpha}) draw in {MAX_DRAWS} gave every one of {clients} clients {min_size} samples; lower min_size or raise alpha"
-    )))
+    Err(Error::param(
+        "federation.partition.min_size",
+        format!(
+            "no Dirichlet(α={alpha}) draw in {MAX_DRAWS} gave every one of {clients} clients {min_size} samples; lower min_size or raise alpha"
+        ),
+    ))
 }
 
 pub fn shards(
@@ -249,10 +258,13 @@ pub fn shards(
 ) -> Result<Vec<Vec<usize>>> {
     let total = clients * per_client;
     if total > labels.len() {
-        return Err(Error::Invalid(format!(
-            "`federation.partition.shards_per_client`: {total} shards need at least {total} samples, have {}",
-            labels.len()
-        )));
+        return Err(Error::param(
+            "federation.partition.shards_per_client",
+            format!(
+                "{total} shards need at least {total} samples, have {}",
+                labels.len()
+            ),
+        ));
     }
     let idx = by_label(labels, rng);
     Ok(deal(&idx, total, clients, rng))
@@ -295,9 +307,12 @@ pub fn chunks(
     // sizes differ by at most one and no sample is left out.
     let count = n / chunk_size;
     if count < clients {
-        return Err(Error::Invalid(format!(
-            "`federation.partition.chunk_size`: {n} training samples make {count} chunks of {chunk_size}, fewer than the {clients} clients; lower chunk_size"
-        )));
+        return Err(Error::param(
+            "federation.partition.chunk_size",
+            format!(
+                "{n} training samples make {count} chunks of {chunk_size}, fewer than the {clients} clients; lower chunk_size"
+            ),
+        ));
     }
     let idx = match order {
         ChunkOrder::Label => by_label(labels, rng),
@@ -340,9 +355,10 @@ pub fn k_classes(
 pub fn explicit_sizes(n: usize, sizes: &[usize], rng: &mut StdRng) -> Result<Vec<Vec<usize>>> {
     let total: usize = sizes.iter().sum();
     if total > n {
-        return Err(Error::Invalid(format!(
-            "`federation.partition.sizes` add up to {total} but there are only {n} training samples"
-        )));
+        return Err(Error::param(
+            "federation.partition.sizes",
+            format!("add up to {total} but there are only {n} training samples"),
+        ));
     }
     let mut idx: Vec<usize> = (0..n).collect();
     idx.shuffle(rng);

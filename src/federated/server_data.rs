@@ -18,10 +18,13 @@ use std::collections::HashMap;
 /// skipped). Both lists are sorted.
 pub fn reserve(train: &ImageSet, n: usize, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     if n >= train.len() {
-        return Err(Error::Invalid(format!(
-            "`federation.server_images` ({n}) must be smaller than the {} training images",
-            train.len()
-        )));
+        return Err(Error::param(
+            "federation.server_images",
+            format!(
+                "({n}) must be smaller than the {} training images",
+                train.len()
+            ),
+        ));
     }
     let mut groups: HashMap<Hash, Vec<usize>> = HashMap::new();
     let mut order: Vec<Hash> = Vec::new();

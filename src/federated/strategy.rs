@@ -1,23 +1,15 @@
-//! The server-side `Strategy` interface (after Flower's): which clients train and evaluate each
-//! round, and how their updates become the next global model. Each rule lives in its own file
-//! and is listed once in [`build`].
+//! The server-side `Strategy` interface (after Flower's): what a round asks of the clients, and
+//! how their updates become the next global model. Each rule lives in its own file under
+//! [`super::rules`] and is listed once in its registry. Rule specifics travel as data — a
+//! [`RoundConfig`] before the round, a [`RuleStatus`] after it — never as interface methods.
 //!
 //! Models travel as flat `f32` vectors: every variable of the model (weights, biases and
 //! batch-norm running statistics) in layer order, as `params::flatten` writes them.
 
-use super::rules::Rule;
 use crate::error::{Error, Result};
-use rand::{rngs::StdRng, seq::index};
 use serde::Serialize;
 
-/// One client's result of local training.
-#[derive(Debug, Clone)]
-pub struct ClientUpdate {
-    pub client: usize,
-    pub params: Vec<f32>,
-    /// Training examples behind the update (FedAvg's weight).
-    pub num_examples: usize,
-}
+pub use crate::vector::ClientUpdate;
 
 /// What the server knows when a round's aggregation starts.
 #[derive(Debug, Clone, Copy)]
@@ -121,83 +113,78 @@ pub trait Aggregation {
     fn finish(self: Box<Self>) -> Result<Aggregate>;
 }
 
+/// What a rule asks of one round before anyone trains (Flower's `configure_fit` config): it
+/// travels with the round to the clients and the server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoundConfig {
+    /// FedProx: weight μ of the proximal term μ/2·‖w − w_global‖² in local training (0: none).
+    pub proximal_mu: f64,
+    /// FLTrust: the server trains on this many clean root samples this round.
+    pub root_size: Option<usize>,
+    /// The rule ends the run before this round, and why (e.g. its privacy budget).
+    pub stop: Option<String>,
+}
+
+/// What a rule reports between rounds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleStatus {
+    /// Clients excluded from this and all later rounds (trust-based defenses), ascending.
+    pub excluded: Vec<usize>,
+    /// Privacy spent so far (ε at the rule's δ), for rules with an accountant.
+    pub epsilon: Option<f64>,
+}
+
 pub trait Strategy: Send + Sync {
     /// Name for reports, e.g. `fedavg` or `krum(f=1)`.
     fn name(&self) -> String;
 
-    fn sampling(&self) -> &Sampling;
-
-    /// Clients that train in `round` (ascending ids). Clients a defense has excluded for good
-    /// are not asked.
-    fn configure_fit(&self, _round: usize, clients: usize, rng: &mut StdRng) -> Vec<usize> {
-        let s = self.sampling();
-        let excluded = self.excluded();
-        sample(clients, s.fraction_fit, s.min_fit_clients, rng)
-            .into_iter()
-            .filter(|c| !excluded.contains(c))
-            .collect()
-    }
-
-    /// Clients that evaluate the new global model on their validation sets.
-    fn configure_evaluate(&self, _round: usize, clients: usize, rng: &mut StdRng) -> Vec<usize> {
-        let s = self.sampling();
-        let excluded = self.excluded();
-        sample(clients, s.fraction_evaluate, s.min_evaluate_clients, rng)
-            .into_iter()
-            .filter(|c| !excluded.contains(c))
-            .collect()
+    /// The configuration of `round`, in which `selected` of `clients` are about to train.
+    fn configure(&self, _round: usize, _selected: usize, _clients: usize) -> RoundConfig {
+        RoundConfig::default()
     }
 
     /// Starts aggregating a round.
     fn begin<'s>(&'s self, ctx: RoundContext<'s>) -> Box<dyn Aggregation + 's>;
 
-    /// Weight of the proximal term μ/2‖w − w_global‖² in the clients' local loss (FedProx).
-    fn proximal_mu(&self) -> f64 {
-        0.0
+    /// Exclusions and privacy spent so far.
+    fn status(&self) -> RuleStatus {
+        RuleStatus::default()
     }
 
-    /// Size of the clean root dataset the server trains on each round (FLTrust).
-    fn root_size(&self) -> Option<usize> {
+    /// What the rule carries from round to round (trust, update history, privacy accountant),
+    /// so that a run can be saved between rounds and resumed; `None` when it carries nothing.
+    fn state(&self) -> Option<serde_json::Value> {
         None
     }
 
-    /// Clients excluded from this and all later rounds (trust-based defenses), ascending.
-    fn excluded(&self) -> Vec<usize> {
-        Vec::new()
-    }
-
-    /// Privacy spent so far (ε at the rule's δ), for rules with a privacy accountant.
-    fn epsilon(&self) -> Option<f64> {
-        None
-    }
-
-    /// Whether one more round with `selected` of `clients` stays within the privacy budget.
-    fn allows_round(&self, _selected: usize, _clients: usize) -> bool {
-        true
+    /// Resumes from what [`Strategy::state`] returned.
+    fn restore(&self, _state: serde_json::Value) -> Result<()> {
+        Err(Error::Invalid(format!(
+            "{} keeps no state between rounds; there is nothing to restore",
+            self.name()
+        )))
     }
 }
 
 /// A rule that needs all of a round's updates at once. Every such rule is a [`Strategy`]
-/// (the blanket impl below collects its updates).
+/// (the blanket impl below collects its updates); the optional methods are [`Strategy`]'s.
 pub trait RobustRule: Send + Sync {
     fn name(&self) -> String;
-    fn sampling(&self) -> &Sampling;
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate>;
-    /// See [`Strategy::root_size`].
-    fn root_size(&self) -> Option<usize> {
+    fn configure(&self, _round: usize, _selected: usize, _clients: usize) -> RoundConfig {
+        RoundConfig::default()
+    }
+    fn status(&self) -> RuleStatus {
+        RuleStatus::default()
+    }
+    fn state(&self) -> Option<serde_json::Value> {
         None
     }
-    /// See [`Strategy::excluded`].
-    fn excluded(&self) -> Vec<usize> {
-        Vec::new()
-    }
-    /// See [`Strategy::epsilon`].
-    fn epsilon(&self) -> Option<f64> {
-        None
-    }
-    /// See [`Strategy::allows_round`].
-    fn allows_round(&self, _selected: usize, _clients: usize) -> bool {
-        true
+    fn restore(&self, _state: serde_json::Value) -> Result<()> {
+        Err(Error::Invalid(format!(
+            "{} keeps no state between rounds; there is nothing to restore",
+            self.name()
+        )))
     }
 }
 
@@ -205,23 +192,20 @@ impl<T: RobustRule> Strategy for T {
     fn name(&self) -> String {
         RobustRule::name(self)
     }
-    fn sampling(&self) -> &Sampling {
-        RobustRule::sampling(self)
+    fn configure(&self, round: usize, selected: usize, clients: usize) -> RoundConfig {
+        RobustRule::configure(self, round, selected, clients)
     }
     fn begin<'s>(&'s self, ctx: RoundContext<'s>) -> Box<dyn Aggregation + 's> {
         Collected::new(self, ctx)
     }
-    fn root_size(&self) -> Option<usize> {
-        RobustRule::root_size(self)
+    fn status(&self) -> RuleStatus {
+        RobustRule::status(self)
     }
-    fn excluded(&self) -> Vec<usize> {
-        RobustRule::excluded(self)
+    fn state(&self) -> Option<serde_json::Value> {
+        RobustRule::state(self)
     }
-    fn epsilon(&self) -> Option<f64> {
-        RobustRule::epsilon(self)
-    }
-    fn allows_round(&self, selected: usize, clients: usize) -> bool {
-        RobustRule::allows_round(self, selected, clients)
+    fn restore(&self, state: serde_json::Value) -> Result<()> {
+        RobustRule::restore(self, state)
     }
 }
 
@@ -255,74 +239,6 @@ impl Aggregation for Collected<'_> {
     }
 }
 
-/// Client sampling per round (Flower's fraction_fit / min_fit_clients and their evaluate twins).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sampling {
-    pub fraction_fit: f64,
-    pub min_fit_clients: usize,
-    pub fraction_evaluate: f64,
-    pub min_evaluate_clients: usize,
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Sampling {
-            fraction_fit: 1.0,
-            min_fit_clients: 1,
-            fraction_evaluate: 1.0,
-            min_evaluate_clients: 0,
-        }
-    }
-}
-
-impl Sampling {
-    pub fn validate(&self, clients: usize) -> Result<()> {
-        for (key, f) in [
-            ("fraction_fit", self.fraction_fit),
-            ("fraction_evaluate", self.fraction_evaluate),
-        ] {
-            if !(0.0..=1.0).contains(&f) {
-                return Err(Error::Invalid(format!(
-                    "`federation.{key}` must be within 0..=1, got {f}"
-                )));
-            }
-        }
-        if self.min_fit_clients > clients || self.min_evaluate_clients > clients {
-            return Err(Error::Invalid(format!(
-                "`federation.min_fit_clients` ({}) and `min_evaluate_clients` ({}) cannot exceed the {clients} clients",
-                self.min_fit_clients, self.min_evaluate_clients
-            )));
-        }
-        if self.fraction_fit == 0.0 && self.min_fit_clients == 0 {
-            return Err(Error::Invalid(
-                "`federation.fraction_fit` and `min_fit_clients` are both 0: nobody would train"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// max(⌊fraction·n⌋, min) distinct clients drawn uniformly; all of them when that is n.
-pub fn sample(n: usize, fraction: f64, min: usize, rng: &mut StdRng) -> Vec<usize> {
-    let k = ((fraction * n as f64).floor() as usize).max(min).min(n);
-    if k == n {
-        return (0..n).collect();
-    }
-    let mut picked = index::sample(rng, n, k).into_vec();
-    picked.sort_unstable();
-    picked
-}
-
-/// The aggregation rule, as written in `[federation.strategy]` (`rule = "…"`); the rules and
-/// their settings live in [`super::rules`].
-pub type StrategyConfig = Rule;
-
-/// The registry: one line per rule (in [`Rule::build`]).
-pub fn build(cfg: &StrategyConfig, sampling: Sampling) -> Box<dyn Strategy> {
-    cfg.build(sampling)
-}
-
 /// Why an update cannot be aggregated, if it cannot: wrong length, or a non-finite value.
 pub fn malformed(update: &ClientUpdate, len: usize) -> Option<String> {
     if update.params.len() != len {
@@ -350,7 +266,6 @@ pub fn check_len(update: &ClientUpdate, len: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     #[test]
     fn malformed_updates_are_named() {
@@ -375,18 +290,5 @@ mod tests {
                 .unwrap()
                 .contains("2 non-finite")
         );
-    }
-
-    #[test]
-    fn sampling_respects_fraction_and_minimum() {
-        let mut rng = StdRng::seed_from_u64(0);
-        assert_eq!(sample(4, 1.0, 1, &mut rng), vec![0, 1, 2, 3]);
-        let s = sample(1000, 0.1, 2, &mut rng);
-        assert_eq!(s.len(), 100);
-        assert!(s.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(sample(10, 0.05, 3, &mut rng).len(), 3);
-        let a = sample(50, 0.2, 0, &mut StdRng::seed_from_u64(9));
-        let b = sample(50, 0.2, 0, &mut StdRng::seed_from_u64(9));
-        assert_eq!(a, b);
     }
 }

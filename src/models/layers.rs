@@ -1,5 +1,7 @@
 //! The few layer kinds our models use, run in sequence. Batch norm decides train/eval from its
 //! own weight: a frozen (non-trainable) layer keeps its running statistics.
+//!
+//! Over 500 lines on purpose: the layer kinds and their forward pass belong together; the last 57 lines are its tests.
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use std::cell::RefCell;

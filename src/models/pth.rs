@@ -5,6 +5,8 @@
 //!
 //! Why not a crate: serde-pickle has no persistent ids (how torch refers to storages), and
 //! libtorch's own `pickle_load` stops at an internal assert on `state_dict()` files.
+//!
+//! Over 500 lines on purpose: one self-contained reader of the pickle format (both archive layouts); the last 48 lines are its tests.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;

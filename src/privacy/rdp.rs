@@ -127,7 +127,7 @@ pub fn epsilon(orders: &[f64], rdp: &[f64], delta: f64) -> (f64, f64) {
 }
 
 /// Accumulates the privacy loss of repeated sampled Gaussian steps.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Accountant {
     orders: Vec<f64>,
     rdp: Vec<f64>,

@@ -1,14 +1,16 @@
 //! Centralized training and evaluation of a `Net` on in-memory image sets.
 
-pub mod normalize;
+pub mod config;
+#[cfg(test)]
+pub(crate) mod testing;
 
-use crate::config::{OptimizerKind, TrainConfig};
+use crate::attacks::evasion::EvasionConfig;
 use crate::data::ImageSet;
 use crate::data::augment::AugmentConfig;
+use crate::data::normalize::Normalizer;
 use crate::error::Result;
-use crate::evasion::EvasionConfig;
 use crate::models::Net;
-use normalize::Normalizer;
+pub use config::{OptimizerKind, TrainConfig};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde::Serialize;
 use std::time::Instant;
@@ -324,8 +326,8 @@ mod tests {
 
     #[test]
     fn adversarial_training_holds_up_better_under_attack() {
-        use crate::evasion::testing::{accuracy_under, phantoms, trained};
-        use crate::evasion::{EvasionConfig, fgsm::Fgsm};
+        use crate::attacks::evasion::{EvasionConfig, fgsm::Fgsm};
+        use crate::train::testing::{accuracy_under, phantoms, trained};
         let (data, norm) = phantoms();
         let attack = EvasionConfig::Fgsm(Fgsm {
             eps: 0.03,

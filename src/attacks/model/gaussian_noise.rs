@@ -1,7 +1,7 @@
 //! Gaussian noise updates: the malicious client sends Δ ~ N(0, σ²) per parameter instead of
 //! its training result.
 
-use crate::federated::rules::vector;
+use crate::vector;
 
 pub fn craft(len: usize, sigma: f64, seed: u64) -> Vec<f32> {
     let mut d = vec![0.0f32; len];

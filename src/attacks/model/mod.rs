@@ -8,8 +8,8 @@ pub mod scaling;
 pub mod sign_flip;
 
 use crate::error::{Error, Result};
-use crate::federated::rules::vector;
-use crate::federated::strategy::ClientUpdate;
+use crate::vector;
+use crate::vector::ClientUpdate;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,10 +57,13 @@ impl ModelPoisoning {
         if ok {
             Ok(())
         } else {
-            Err(Error::Invalid(format!(
-                "`federation.malicious.model_poisoning.{key}` must be a finite number{}, got {v}",
-                if key == "sigma" { " ≥ 0" } else { "" }
-            )))
+            Err(Error::param(
+                format!("federation.malicious.model_poisoning.{key}"),
+                format!(
+                    "must be a finite number{}, got {v}",
+                    if key == "sigma" { " ≥ 0" } else { "" }
+                ),
+            ))
         }
     }
 

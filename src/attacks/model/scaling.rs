@@ -9,7 +9,7 @@ pub fn craft(delta: &[f32], factor: f64) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::attacks::model::ModelPoisoning;
-    use crate::federated::rules::testing::updates;
+    use crate::vector::unit_updates as updates;
 
     #[test]
     fn scales_only_malicious_updates() {

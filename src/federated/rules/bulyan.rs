@@ -2,12 +2,15 @@
 //! Krum repeatedly (each winner removed from the pool); then, per coordinate, the β = θ − 2f
 //! selected values closest to their median are averaged. Requires n ≥ 4f + 3.
 
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
 use super::krum::{best, scores_with};
-use super::{require, vector};
+use super::require;
 use crate::error::Result;
 use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, };
+use crate::vector;
 
 pub fn precondition(n: usize, f: usize) -> Result<()> {
     require(
@@ -20,14 +23,24 @@ pub fn precondition(n: usize, f: usize) -> Result<()> {
     )
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Bulyan {
     f: usize,
-    sampling: Sampling,
+}
+
+impl RuleConfig for Bulyan {
+    fn validate(&self, per_round: usize) -> Result<()> {
+        precondition(per_round, self.f)
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl Bulyan {
-    pub fn new(f: usize, sampling: Sampling) -> Self {
-        Bulyan { f, sampling }
+    pub fn new(f: usize) -> Self {
+        Bulyan { f }
     }
 }
 
@@ -69,9 +82,6 @@ impl RobustRule for Bulyan {
     fn name(&self) -> String {
         format!("bulyan(f={})", self.f)
     }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
-    }
 
     fn aggregate(&self, _ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
         let n = updates.len();
@@ -105,7 +115,7 @@ mod tests {
     fn by_hand_with_one_outlier() {
         // n = 7, f = 1: θ = 5 Krum selections, β = 3 values nearest the median per coordinate.
         let v: [&[f32]; 7] = [&[0.0], &[1.0], &[2.0], &[3.0], &[4.0], &[5.0], &[1000.0]];
-        let out = run(&Bulyan::new(1, Sampling::default()), &[0.0], updates(&v));
+        let out = run(&Bulyan::new(1), &[0.0], updates(&v));
         // Krum (k = 4 neighbours) over the shrinking pool picks 2, 3, 5, 4, then 1 (once the
         // outlier is among everyone's 4 nearest, the points farthest from it win):
         // {1,2,3,4,5} → median 3 → mean(2,3,4) = 3; clients 0 and 6 are left out.

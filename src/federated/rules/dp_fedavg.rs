@@ -5,12 +5,11 @@
 //! mechanism with rate q = m/N and noise multiplier z; the Rényi-DP accountant reports ε at δ
 //! after every round, and a run with a budget stops before a round would exceed it.
 
-use super::{require, vector};
+use super::require;
 use crate::error::Result;
-use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+use crate::federated::strategy::{Aggregate, ClientUpdate, Flag, RobustRule, RoundConfig, RoundContext, RuleStatus};
 use crate::privacy::rdp::Accountant;
+use crate::vector;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -81,17 +80,25 @@ impl DpConfig {
 
 pub struct DpFedAvg {
     cfg: DpConfig,
-    sampling: Sampling,
     accountant: Mutex<Accountant>,
 }
 
 impl DpFedAvg {
-    pub fn new(cfg: DpConfig, sampling: Sampling) -> Self {
+    pub fn new(cfg: DpConfig) -> Self {
         DpFedAvg {
             cfg,
-            sampling,
             accountant: Mutex::new(Accountant::default()),
         }
+    }
+}
+
+impl DpFedAvg {
+    /// ε spent so far at the rule's δ.
+    fn spent(&self) -> f64 {
+        self.accountant
+            .lock()
+            .expect("accountant lock")
+            .epsilon(self.cfg.delta)
     }
 }
 
@@ -101,10 +108,6 @@ impl RobustRule for DpFedAvg {
             "dp_fedavg(C={},z={})",
             self.cfg.clip, self.cfg.noise_multiplier
         )
-    }
-
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -148,26 +151,57 @@ impl RobustRule for DpFedAvg {
         Ok(Aggregate::flagged(params, flags))
     }
 
-    fn epsilon(&self) -> Option<f64> {
-        Some(
-            self.accountant
-                .lock()
-                .expect("accountant lock")
-                .epsilon(self.cfg.delta),
-        )
+    fn status(&self) -> RuleStatus {
+        RuleStatus {
+            epsilon: Some(self.spent()),
+            ..Default::default()
+        }
     }
 
-    fn allows_round(&self, selected: usize, clients: usize) -> bool {
-        let Some(budget) = self.cfg.budget else {
-            return true;
-        };
-        let mut next = self.accountant.lock().expect("accountant lock").clone();
-        next.step(
-            selected as f64 / clients.max(selected).max(1) as f64,
-            self.cfg.noise_multiplier,
-            1,
-        );
-        next.epsilon(self.cfg.delta) <= budget
+    /// The budget is a stopping condition: a round that would exceed it does not start.
+    fn configure(&self, round: usize, selected: usize, clients: usize) -> RoundConfig {
+        let stop = self
+            .cfg
+            .budget
+            .filter(|&budget| {
+                let mut next = self.accountant.lock().expect("accountant lock").clone();
+                next.step(
+                    selected as f64 / clients.max(selected).max(1) as f64,
+                    self.cfg.noise_multiplier,
+                    1,
+                );
+                next.epsilon(self.cfg.delta) > budget
+            })
+            .map(|_| {
+                format!(
+                    "privacy budget reached: round {round} would exceed it (ε = {:.4} after round {})",
+                    self.spent(),
+                    round - 1
+                )
+            });
+        RoundConfig {
+            stop,
+            ..Default::default()
+        }
+    }
+
+    fn state(&self) -> Option<serde_json::Value> {
+        let acc = self.accountant.lock().expect("accountant lock");
+        Some(serde_json::to_value(&*acc).expect("serializable"))
+    }
+
+    fn restore(&self, state: serde_json::Value) -> Result<()> {
+        *self.accountant.lock().expect("accountant lock") = super::state_from("dp_fedavg", state)?;
+        Ok(())
+    }
+}
+
+impl super::RuleConfig for DpConfig {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        self.validate()
+    }
+    fn build(&self) -> Box<dyn crate::federated::strategy::Strategy> {
+        Box::new(DpFedAvg::new(self.clone()))
     }
 }
 
@@ -189,7 +223,7 @@ mod tests {
 
     #[test]
     fn clipping_bounds_every_update() {
-        let dp = DpFedAvg::new(cfg(0.0, None), Sampling::default());
+        let dp = DpFedAvg::new(cfg(0.0, None));
         // Δ₀ = (3, 4) → (0.6, 0.8); Δ₁ = (0, 0.5) unchanged; mean over m = 2 (examples ignored).
         let out = run(
             &dp,
@@ -213,15 +247,15 @@ mod tests {
     #[test]
     fn epsilon_per_round_and_budget() {
         // 10 of 100 clients per round, z = 1: after 1 round ε is that of one sampled step.
-        let dp = DpFedAvg::new(cfg(1.0, Some(3.0)), Sampling::default());
+        let dp = DpFedAvg::new(cfg(1.0, Some(3.0)));
         let mut ctx = crate::federated::rules::testing::ctx(&[0.0]);
         ctx.clients = 100;
         let ups = || (0..10).map(|i| update(i, vec![0.1], 1)).collect::<Vec<_>>();
         let mut rounds = 0;
         let mut last = 0.0;
-        while Strategy::allows_round(&dp, 10, 100) {
+        while Strategy::configure(&dp, rounds + 1, 10, 100).stop.is_none() {
             crate::federated::rules::testing::run_with(&dp, ctx, ups()).unwrap();
-            let e = Strategy::epsilon(&dp).unwrap();
+            let e = Strategy::status(&dp).epsilon.unwrap();
             assert!(e > last && e <= 3.0, "{e}");
             last = e;
             rounds += 1;
@@ -245,8 +279,7 @@ mod tests {
                     noise_at: at,
                     ..cfg(2.0, None)
                 },
-                Sampling::default(),
-            );
+                            );
             let zeros = vec![0.0f32; 20_000];
             let ups = (0..4).map(|i| update(i, zeros.clone(), 1)).collect();
             let out = run(&dp, &zeros, ups);

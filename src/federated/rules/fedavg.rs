@@ -2,19 +2,32 @@
 //! weighted by their training examples (or unweighted). Summed in f64 in client order, so the
 //! result does not depend on how many workers trained the clients.
 
+use super::RuleConfig;
+use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::federated::strategy::{
-    Aggregate, Aggregation, ClientUpdate, RoundContext, Sampling, Strategy, check_len,
+    Aggregate, Aggregation, ClientUpdate, RoundContext, Strategy, check_len,
 };
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct FedAvg {
+    #[serde(default = "super::yes")]
     pub weighted: bool,
-    sampling: Sampling,
+}
+
+impl RuleConfig for FedAvg {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        Ok(())
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl FedAvg {
-    pub fn new(weighted: bool, sampling: Sampling) -> Self {
-        FedAvg { weighted, sampling }
+    pub fn new(weighted: bool) -> Self {
+        FedAvg { weighted }
     }
 }
 
@@ -25,10 +38,6 @@ impl Strategy for FedAvg {
         } else {
             "fedavg(unweighted)".into()
         }
-    }
-
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn begin<'s>(&'s self, ctx: RoundContext<'s>) -> Box<dyn Aggregation + 's> {
@@ -88,7 +97,7 @@ mod tests {
     #[test]
     fn weighted_mean_by_examples() {
         let got = run(
-            &FedAvg::new(true, Sampling::default()),
+            &FedAvg::new(true),
             &[0.0; 3],
             vec![
                 update(0, vec![1.0, 2.0, -4.0], 100),
@@ -102,7 +111,7 @@ mod tests {
     #[test]
     fn unweighted_mean_ignores_sizes() {
         let got = run(
-            &FedAvg::new(false, Sampling::default()),
+            &FedAvg::new(false),
             &[0.0; 3],
             vec![
                 update(0, vec![1.0, 2.0, -4.0], 100),
@@ -114,7 +123,7 @@ mod tests {
 
     #[test]
     fn wrong_length_is_an_error() {
-        let s = FedAvg::new(true, Sampling::default());
+        let s = FedAvg::new(true);
         let global = [0.0; 3];
         let mut agg = s.begin(crate::federated::rules::testing::ctx(&global));
         assert!(agg.add(update(4, vec![1.0], 1)).is_err());

@@ -9,11 +9,14 @@
 //! model lies within rounding of the global one, so the models' cosine distances carry little
 //! but float noise, while the updates' directions are what the paper's clustering separates.
 
-use super::{require, vector};
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
+use super::require;
 use crate::error::{Error, Result};
 use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, };
+use crate::vector;
 use hdbscan::{DistanceMetric, Hdbscan, HdbscanHyperParams};
 
 pub fn precondition(n: usize) -> Result<()> {
@@ -24,14 +27,25 @@ pub fn precondition(n: usize) -> Result<()> {
     )
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Flame {
+    #[serde(default = "default_lambda")]
     lambda: f64,
-    sampling: Sampling,
+}
+
+impl RuleConfig for Flame {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        super::non_negative("flame", "lambda", self.lambda)
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl Flame {
-    pub fn new(lambda: f64, sampling: Sampling) -> Self {
-        Flame { lambda, sampling }
+    pub fn new(lambda: f64) -> Self {
+        Flame { lambda }
     }
 }
 
@@ -69,9 +83,6 @@ pub fn majority_cluster(vectors: &[&[f32]]) -> Result<Vec<usize>> {
 impl RobustRule for Flame {
     fn name(&self) -> String {
         format!("flame(lambda={})", self.lambda)
-    }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -117,6 +128,11 @@ impl RobustRule for Flame {
     }
 }
 
+/// The paper's noise level λ = 0.001.
+fn default_lambda() -> f64 {
+    0.001
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +149,7 @@ mod tests {
             &[0.0, -10.0],
         ];
         let out = run(
-            &Flame::new(0.0, Sampling::default()),
+            &Flame::new(0.0),
             &[0.0, 0.0],
             updates(&v),
         );
@@ -160,7 +176,7 @@ mod tests {
     #[test]
     fn noise_is_seeded() {
         let v: [&[f32]; 3] = [&[1.0, 0.0], &[1.1, 0.0], &[0.9, 0.1]];
-        let f = Flame::new(0.1, Sampling::default());
+        let f = Flame::new(0.1);
         let a = run(&f, &[0.0, 0.0], updates(&v));
         let b = run(&f, &[0.0, 0.0], updates(&v));
         assert_eq!(a.params, b.params);

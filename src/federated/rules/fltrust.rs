@@ -5,22 +5,34 @@
 //! The root dataset is drawn from the training set with the run's seed (the paper samples it
 //! from the same distribution as the clients' data).
 
-use super::{require, vector};
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
+use super::require;
 use crate::error::Result;
-use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+use crate::federated::strategy::{Aggregate, ClientUpdate, Flag, RobustRule, RoundConfig, RoundContext};
+use crate::vector;
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct FlTrust {
+    #[serde(default = "default_root")]
     root_size: usize,
-    sampling: Sampling,
+}
+
+impl RuleConfig for FlTrust {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        require(self.root_size > 0, "fltrust", "`root_size` must be at least 1".into())
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl FlTrust {
-    pub fn new(root_size: usize, sampling: Sampling) -> Self {
+    pub fn new(root_size: usize) -> Self {
         FlTrust {
             root_size,
-            sampling,
         }
     }
 }
@@ -29,11 +41,11 @@ impl RobustRule for FlTrust {
     fn name(&self) -> String {
         format!("fltrust(root={})", self.root_size)
     }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
-    }
-    fn root_size(&self) -> Option<usize> {
-        Some(self.root_size)
+    fn configure(&self, _round: usize, _selected: usize, _clients: usize) -> RoundConfig {
+        RoundConfig {
+            root_size: Some(self.root_size),
+            ..Default::default()
+        }
     }
 
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -76,6 +88,11 @@ impl RobustRule for FlTrust {
     }
 }
 
+/// The paper's root dataset: 100 clean samples.
+fn default_root() -> usize {
+    100
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,7 +107,7 @@ mod tests {
         // Δ₀ = (2, 2): cos = 1/√2, rescaled to (1/√2, 1/√2).
         // Δ₁ = (0, 3): cos = 0 → no weight. Δ₂ = (−1, 0): cos = −1 → 0.
         let v: [&[f32]; 3] = [&[2.0, 2.0], &[0.0, 3.0], &[-1.0, 0.0]];
-        let out = run_with(&FlTrust::new(10, Sampling::default()), c, updates(&v)).unwrap();
+        let out = run_with(&FlTrust::new(10), c, updates(&v)).unwrap();
         let h = 0.5f32.sqrt();
         assert!(close(&out.params, &[h, h]), "{:?}", out.params);
         let excluded = crate::federated::rules::testing::excluded(&out);
@@ -104,7 +121,7 @@ mod tests {
         let mut c = ctx(&global);
         c.server_model = Some(&server);
         let v: [&[f32]; 1] = [&[0.0, 1.0]];
-        let out = run_with(&FlTrust::new(10, Sampling::default()), c, updates(&v)).unwrap();
+        let out = run_with(&FlTrust::new(10), c, updates(&v)).unwrap();
         assert_eq!(out.params, vec![1.0, 1.0]);
     }
 }

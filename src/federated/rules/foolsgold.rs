@@ -4,26 +4,51 @@
 //! clients that merely resemble a more similar pair), passed through the paper's logit with
 //! confidence κ. The global model moves by the weighted mean of this round's updates.
 
-use super::{require, vector};
+use super::{RuleConfig, require};
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, };
+use crate::vector;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+/// `rule = "foolsgold"`: the confidence κ of the paper's logit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FoolsGoldConfig {
+    #[serde(default = "one")]
+    pub kappa: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl RuleConfig for FoolsGoldConfig {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        require(
+            self.kappa.is_finite() && self.kappa > 0.0,
+            "foolsgold",
+            format!("`kappa` must be > 0, got {}", self.kappa),
+        )
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(FoolsGold::new(self.kappa))
+    }
+}
+
 pub struct FoolsGold {
     kappa: f64,
-    sampling: Sampling,
     /// Σ of each client's past updates.
     history: Mutex<BTreeMap<usize, Vec<f32>>>,
 }
 
 impl FoolsGold {
-    pub fn new(kappa: f64, sampling: Sampling) -> Self {
+    pub fn new(kappa: f64) -> Self {
         FoolsGold {
             kappa,
-            sampling,
             history: Mutex::new(BTreeMap::new()),
         }
     }
@@ -79,8 +104,16 @@ impl RobustRule for FoolsGold {
     fn name(&self) -> String {
         format!("foolsgold(kappa={})", self.kappa)
     }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
+
+    fn state(&self) -> Option<serde_json::Value> {
+        let h = self.history.lock().expect("FoolsGold history lock");
+        Some(serde_json::to_value(&*h).expect("serializable"))
+    }
+
+    fn restore(&self, state: serde_json::Value) -> Result<()> {
+        *self.history.lock().expect("FoolsGold history lock") =
+            super::state_from("foolsgold", state)?;
+        Ok(())
     }
 
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -130,7 +163,7 @@ mod tests {
         assert_eq!(w, vec![0.0, 0.0, 1.0]);
         let v: [&[f32]; 3] = [&[1.0, 0.0], &[1.0, 0.0], &[0.0, 1.0]];
         let out = run(
-            &FoolsGold::new(1.0, Sampling::default()),
+            &FoolsGold::new(1.0),
             &[0.0, 0.0],
             updates(&v),
         );

@@ -1,7 +1,7 @@
 //! K-means (Lloyd's algorithm, k-means++ seeding) over a handful of very long vectors: the
 //! clients' models. Deterministic for a given seed.
 
-use super::vector;
+use crate::vector;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 pub struct Clustering {

@@ -2,11 +2,14 @@
 //! to its n − f − 2 nearest neighbours; the model with the lowest score becomes the global model.
 //! Requires n ≥ 2f + 3.
 
-use super::{require, vector};
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
+use super::require;
 use crate::error::Result;
 use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, };
+use crate::vector;
 
 pub fn precondition(n: usize, f: usize) -> Result<()> {
     require(
@@ -67,23 +70,30 @@ pub fn flag_others(
         .collect()
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Krum {
     f: usize,
-    sampling: Sampling,
+}
+
+impl RuleConfig for Krum {
+    fn validate(&self, per_round: usize) -> Result<()> {
+        precondition(per_round, self.f)
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl Krum {
-    pub fn new(f: usize, sampling: Sampling) -> Self {
-        Krum { f, sampling }
+    pub fn new(f: usize) -> Self {
+        Krum { f }
     }
 }
 
 impl RobustRule for Krum {
     fn name(&self) -> String {
         format!("krum(f={})", self.f)
-    }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, _ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -110,7 +120,7 @@ mod tests {
         let s = scores(&v, 1);
         // 0: {1, 4} → 5; 1: {1, 1} → 2; 2: {1, 1} → 2; 3: {1, 4} → 5; 4: {97², 98²}.
         assert_eq!(s, vec![5.0, 2.0, 2.0, 5.0, 9409.0 + 9604.0]);
-        let k = Krum::new(1, Sampling::default());
+        let k = Krum::new(1);
         let out = run(&k, &[0.0], updates(&v));
         assert_eq!(out.params, vec![1.0]); // first of the tied best
         let excluded: Vec<usize> = out.flags.iter().map(|f| f.client).collect();
@@ -120,7 +130,7 @@ mod tests {
     #[test]
     fn too_few_clients_is_an_error_not_a_fallback() {
         let v: [&[f32]; 4] = [&[0.0], &[1.0], &[2.0], &[3.0]];
-        let err = run_with(&Krum::new(1, Sampling::default()), ctx(&[0.0]), updates(&v))
+        let err = run_with(&Krum::new(1), ctx(&[0.0]), updates(&v))
             .unwrap_err()
             .to_string();
         assert!(err.contains("n ≥ 2f + 3") && err.contains("has 4"), "{err}");

@@ -1,109 +1,111 @@
 //! Aggregation rules, one file each under the paper's name, all behind the `Strategy` interface.
-//! `Rule` is what `[federation.strategy]` holds (`rule = "krum"`, `f = 1`, …) and is the
-//! registry: adding a rule means one file, one variant, one line in [`Rule::build`].
+//! `Rule` is what `[federation.strategy]` holds (`rule = "krum"`, `f = 1`, …). Each rule's
+//! file defines its settings type and implements [`RuleConfig`] for it (check, build); the
+//! `registry!` below lists every rule once, so adding one means one file and one line there.
 //!
 //! A rule whose precondition does not hold for the number of updates it receives (Krum needs
 //! n ≥ 2f + 3, Bulyan n ≥ 4f + 3, …) fails the round with an error naming it; none falls back
 //! to another rule.
 
-pub mod bulyan;
-pub mod dp_fedavg;
-pub mod fedavg;
-pub mod fedprox;
-pub mod flame;
-pub mod fltrust;
-pub mod foolsgold;
 pub mod kmeans;
-pub mod krum;
-pub mod mad;
-pub mod median;
-pub mod multi_krum;
-pub mod nbafl;
-pub mod norm_clipping;
-pub mod trimmed_mean;
-pub mod vector;
 
-use super::strategy::{Sampling, Strategy};
+use super::strategy::Strategy;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Rule {
-    /// FedAvg (McMahan et al. 2017); `weighted = false` averages clients equally.
-    Fedavg {
-        #[serde(default = "yes")]
-        weighted: bool,
-    },
-    /// FedProx (Li et al. 2020): FedAvg aggregation, proximal term μ in local training.
-    Fedprox {
-        mu: f64,
-        #[serde(default = "yes")]
-        weighted: bool,
-    },
-    /// Krum (Blanchard et al. 2017) tolerating `f` Byzantine clients.
-    Krum { f: usize },
-    /// Multi-Krum: the mean of the `m` best Krum scores (default n − f).
-    MultiKrum {
-        f: usize,
-        #[serde(default)]
-        m: Option<usize>,
-    },
-    /// Coordinate-wise median (Yin et al. 2018).
-    Median {},
-    /// Coordinate-wise trimmed mean (Yin et al. 2018): drops the `f` largest and `f` smallest
-    /// values of every coordinate.
-    TrimmedMean { f: usize },
-    /// Bulyan (El Mhamdi et al. 2018) over Krum.
-    Bulyan { f: usize },
-    /// Norm-difference clipping (Sun et al. 2019): each update Δ = w − w_global clipped to
-    /// `max_norm`, weighted FedAvg, optional Gaussian noise of deviation `noise_sigma`.
-    NormClipping {
-        max_norm: f64,
-        #[serde(default)]
-        noise_sigma: f64,
-    },
-    /// FLTrust (Cao et al. 2021): the server trains on `root_size` clean samples each round.
-    Fltrust {
-        #[serde(default = "default_root")]
-        root_size: usize,
-    },
-    /// FoolsGold (Fung et al. 2020), confidence κ.
-    Foolsgold {
-        #[serde(default = "one")]
-        kappa: f64,
-    },
-    /// FLAME (Nguyen et al. 2022): HDBSCAN on cosine distances, median-norm clipping, noise
-    /// λ·S.
-    Flame {
-        #[serde(default = "default_lambda")]
-        lambda: f64,
-    },
-    /// MAD, trust-based model anomaly detection (K-means, reputation, trust), over FedAvg.
-    Mad(mad::MadConfig),
-    /// Client-level DP-FedAvg (McMahan et al. 2018) with a Rényi-DP accountant.
-    DpFedavg(dp_fedavg::DpConfig),
-    /// NbAFL (Wei et al. 2020): uplink and downlink noise calibrated to a target (ε, δ).
-    Nbafl(nbafl::NbaflConfig),
+/// A `[federation.strategy]` entry: settings that check themselves and build their rule.
+pub trait RuleConfig {
+    /// Checks the settings, and the rule's precondition for `per_round` updates per round (the
+    /// fewest a round can have under the configured sampling).
+    fn validate(&self, per_round: usize) -> Result<()>;
+    fn build(&self) -> Box<dyn Strategy>;
 }
 
-fn yes() -> bool {
-    true
+/// Declares every rule's module and [`Rule`] from one line per rule: its name in experiment
+/// files, and its module with its settings type.
+macro_rules! registry {
+    ($($(#[doc = $doc:literal])* $name:literal => $variant:ident($module:ident::$config:ident),)*) => {
+        $(pub mod $module;)*
+
+
+        /// The aggregation rule of `[federation.strategy]`, tagged by `rule`.
+        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+        #[serde(tag = "rule")]
+        pub enum Rule {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant($module::$config),)*
+        }
+
+        impl Rule {
+            fn config(&self) -> &dyn RuleConfig {
+                match self {
+                    $(Rule::$variant(c) => c,)*
+                }
+            }
+
+            /// Short name for grid labels and tables.
+            pub fn label(&self) -> String {
+                match self {
+                    $(Rule::$variant(_) => $name,)*
+                }
+                .into()
+            }
+        }
+    };
 }
-fn one() -> f64 {
-    1.0
-}
-fn default_root() -> usize {
-    100
-}
-fn default_lambda() -> f64 {
-    0.001
+
+registry! {
+    /// FedAvg (McMahan et al. 2017); `weighted = false` averages clients equally.
+    "fedavg" => Fedavg(fedavg::FedAvg),
+    /// FedProx (Li et al. 2020): FedAvg aggregation, proximal term μ in local training.
+    "fedprox" => Fedprox(fedprox::FedProx),
+    /// Krum (Blanchard et al. 2017) tolerating `f` Byzantine clients.
+    "krum" => Krum(krum::Krum),
+    /// Multi-Krum: the mean of the `m` best Krum scores (default n − f).
+    "multi_krum" => MultiKrum(multi_krum::MultiKrum),
+    /// Coordinate-wise median (Yin et al. 2018).
+    "median" => Median(median::Median),
+    /// Coordinate-wise trimmed mean (Yin et al. 2018): drops the `f` largest and `f` smallest
+    /// values of every coordinate.
+    "trimmed_mean" => TrimmedMean(trimmed_mean::TrimmedMean),
+    /// Bulyan (El Mhamdi et al. 2018) over Krum.
+    "bulyan" => Bulyan(bulyan::Bulyan),
+    /// Norm-difference clipping (Sun et al. 2019): each update Δ = w − w_global clipped to
+    /// `max_norm`, weighted FedAvg, optional Gaussian noise of deviation `noise_sigma`.
+    "norm_clipping" => NormClipping(norm_clipping::NormClipping),
+    /// FLTrust (Cao et al. 2021): the server trains on `root_size` clean samples each round.
+    "fltrust" => Fltrust(fltrust::FlTrust),
+    /// FoolsGold (Fung et al. 2020), confidence κ.
+    "foolsgold" => Foolsgold(foolsgold::FoolsGoldConfig),
+    /// FLAME (Nguyen et al. 2022): HDBSCAN on cosine distances, median-norm clipping, noise λ·S.
+    "flame" => Flame(flame::Flame),
+    /// MAD, trust-based model anomaly detection (K-means, reputation, trust), over FedAvg.
+    "mad" => Mad(mad::MadConfig),
+    /// Client-level DP-FedAvg (McMahan et al. 2018) with a Rényi-DP accountant.
+    "dp_fedavg" => DpFedavg(dp_fedavg::DpConfig),
+    /// NbAFL (Wei et al. 2020): uplink and downlink noise calibrated to a target (ε, δ).
+    "nbafl" => Nbafl(nbafl::NbaflConfig),
 }
 
 impl Default for Rule {
     fn default() -> Self {
-        Rule::Fedavg { weighted: true }
+        Rule::Fedavg(fedavg::FedAvg::new(true))
     }
+}
+
+impl Rule {
+    /// Checks settings, and the rule's precondition for `per_round` updates per round.
+    pub fn validate(&self, per_round: usize) -> Result<()> {
+        self.config().validate(per_round)
+    }
+
+    /// The rule, ready for its first round.
+    pub fn build(&self) -> Box<dyn Strategy> {
+        self.config().build()
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A precondition of a rule, as an error naming the rule and the paper's bound.
@@ -118,102 +120,19 @@ pub fn require(ok: bool, rule: &str, what: String) -> Result<()> {
     }
 }
 
-impl Rule {
-    /// Checks settings, and the rule's precondition for `per_round` updates per round (the
-    /// fewest a round can have under the configured sampling).
-    pub fn validate(&self, per_round: usize) -> Result<()> {
-        let n = per_round;
-        let finite = |x: f64, key: &str| {
-            require(
-                x.is_finite() && x >= 0.0,
-                "federation.strategy",
-                format!("`{key}` must be a finite number ≥ 0, got {x}"),
-            )
-        };
-        match self {
-            Rule::Fedavg { .. } | Rule::Median {} => Ok(()),
-            Rule::Fedprox { mu, .. } => finite(*mu, "mu"),
-            Rule::Krum { f } => krum::precondition(n, *f),
-            Rule::MultiKrum { f, m } => multi_krum::precondition(n, *f, *m),
-            Rule::TrimmedMean { f } => trimmed_mean::precondition(n, *f),
-            Rule::Bulyan { f } => bulyan::precondition(n, *f),
-            Rule::NormClipping {
-                max_norm,
-                noise_sigma,
-            } => {
-                finite(*noise_sigma, "noise_sigma")?;
-                require(
-                    max_norm.is_finite() && *max_norm > 0.0,
-                    "norm_clipping",
-                    format!("`max_norm` must be > 0, got {max_norm}"),
-                )
-            }
-            Rule::Fltrust { root_size } => require(
-                *root_size > 0,
-                "fltrust",
-                "`root_size` must be at least 1".into(),
-            ),
-            Rule::Foolsgold { kappa } => require(
-                kappa.is_finite() && *kappa > 0.0,
-                "foolsgold",
-                format!("`kappa` must be > 0, got {kappa}"),
-            ),
-            Rule::Flame { lambda } => finite(*lambda, "lambda"),
-            Rule::Mad(c) => c.validate(),
-            Rule::DpFedavg(c) => c.validate(),
-            Rule::Nbafl(c) => c.validate(),
-        }
-    }
+/// A rule's saved state, read back (an error names the rule when it does not fit).
+fn state_from<T: serde::de::DeserializeOwned>(rule: &str, state: serde_json::Value) -> Result<T> {
+    serde_json::from_value(state)
+        .map_err(|e| Error::Invalid(format!("{rule}: saved state does not fit the rule: {e}")))
+}
 
-    /// The registry.
-    pub fn build(&self, sampling: Sampling) -> Box<dyn Strategy> {
-        match self {
-            Rule::Fedavg { weighted } => Box::new(fedavg::FedAvg::new(*weighted, sampling)),
-            Rule::Fedprox { mu, weighted } => {
-                Box::new(fedprox::FedProx::new(*mu, *weighted, sampling))
-            }
-            Rule::Krum { f } => Box::new(krum::Krum::new(*f, sampling)),
-            Rule::MultiKrum { f, m } => Box::new(multi_krum::MultiKrum::new(*f, *m, sampling)),
-            Rule::Median {} => Box::new(median::Median::new(sampling)),
-            Rule::TrimmedMean { f } => Box::new(trimmed_mean::TrimmedMean::new(*f, sampling)),
-            Rule::Bulyan { f } => Box::new(bulyan::Bulyan::new(*f, sampling)),
-            Rule::NormClipping {
-                max_norm,
-                noise_sigma,
-            } => Box::new(norm_clipping::NormClipping::new(
-                *max_norm,
-                *noise_sigma,
-                sampling,
-            )),
-            Rule::Fltrust { root_size } => Box::new(fltrust::FlTrust::new(*root_size, sampling)),
-            Rule::Foolsgold { kappa } => Box::new(foolsgold::FoolsGold::new(*kappa, sampling)),
-            Rule::Flame { lambda } => Box::new(flame::Flame::new(*lambda, sampling)),
-            Rule::Mad(c) => Box::new(mad::Mad::new(c.clone(), sampling)),
-            Rule::DpFedavg(c) => Box::new(dp_fedavg::DpFedAvg::new(c.clone(), sampling)),
-            Rule::Nbafl(c) => Box::new(nbafl::Nbafl::new(c.clone(), sampling)),
-        }
-    }
-
-    /// Short name for grid labels and tables.
-    pub fn label(&self) -> String {
-        match self {
-            Rule::Fedavg { .. } => "fedavg",
-            Rule::Fedprox { .. } => "fedprox",
-            Rule::Krum { .. } => "krum",
-            Rule::MultiKrum { .. } => "multi_krum",
-            Rule::Median {} => "median",
-            Rule::TrimmedMean { .. } => "trimmed_mean",
-            Rule::Bulyan { .. } => "bulyan",
-            Rule::NormClipping { .. } => "norm_clipping",
-            Rule::Fltrust { .. } => "fltrust",
-            Rule::Foolsgold { .. } => "foolsgold",
-            Rule::Flame { .. } => "flame",
-            Rule::Mad(_) => "mad",
-            Rule::DpFedavg(_) => "dp_fedavg",
-            Rule::Nbafl(_) => "nbafl",
-        }
-        .into()
-    }
+/// A setting that must be a finite number ≥ 0.
+fn non_negative(rule: &str, key: &str, x: f64) -> Result<()> {
+    require(
+        x.is_finite() && x >= 0.0,
+        rule,
+        format!("`{key}` must be a finite number ≥ 0, got {x}"),
+    )
 }
 
 /// Helpers for the rules' tests: updates from literal vectors, one round run to the end.
@@ -221,21 +140,10 @@ impl Rule {
 pub mod testing {
     use crate::federated::strategy::{Aggregate, ClientUpdate, RoundContext, Strategy};
 
-    pub fn update(client: usize, params: Vec<f32>, n: usize) -> ClientUpdate {
-        ClientUpdate {
-            client,
-            params,
-            num_examples: n,
-        }
-    }
+    pub use crate::vector::unit_updates as updates;
 
-    /// Updates with 1 example each, ids 0, 1, 2, …
-    pub fn updates(vectors: &[&[f32]]) -> Vec<ClientUpdate> {
-        vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| update(i, v.to_vec(), 1))
-            .collect()
+    pub fn update(client: usize, params: Vec<f32>, n: usize) -> ClientUpdate {
+        ClientUpdate::new(client, params, n)
     }
 
     pub fn ctx(global: &[f32]) -> RoundContext<'_> {
@@ -277,5 +185,73 @@ pub mod testing {
 
     pub fn close(a: &[f32], b: &[f32]) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{ctx, run_with, updates};
+    use super::*;
+
+    /// Round r's updates: four honest clients near (r, −r, 1) and one far outlier.
+    fn round_updates(r: usize) -> Vec<crate::vector::ClientUpdate> {
+        let r = r as f32;
+        let v: Vec<Vec<f32>> = (0..5)
+            .map(|c| {
+                let c = c as f32;
+                if c == 4.0 {
+                    vec![40.0, 40.0, -40.0]
+                } else {
+                    vec![r + 0.1 * c, -r - 0.05 * c, 1.0 + 0.02 * c]
+                }
+            })
+            .collect();
+        updates(&v.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    fn round(s: &dyn Strategy, r: usize) -> crate::federated::strategy::Aggregate {
+        let global = [0.0f32; 3];
+        let mut c = ctx(&global);
+        (c.round, c.rounds) = (r, 3);
+        run_with(s, c, round_updates(r)).unwrap()
+    }
+
+    #[test]
+    fn a_saved_rule_state_resumes_the_run_exactly() {
+        for text in [
+            "rule = \"mad\"\nactivation_round = 1",
+            "rule = \"foolsgold\"",
+            "rule = \"dp_fedavg\"\nclip = 1.0\nnoise_multiplier = 0.5",
+            "rule = \"nbafl\"\nclip = 1.0\nepsilon = 10.0",
+        ] {
+            let rule: Rule = toml::from_str(text).unwrap();
+            let (a, b) = (rule.build(), rule.build());
+            round(&*a, 1);
+            round(&*a, 2);
+            // Through text, as a server would keep it between rounds.
+            let saved = serde_json::to_string(&a.state().expect("a stateful rule")).unwrap();
+            b.restore(serde_json::from_str(&saved).unwrap()).unwrap();
+            assert_eq!(a.status(), b.status(), "{text}");
+            let (x, y) = (round(&*a, 3), round(&*b, 3));
+            assert_eq!(x.params, y.params, "{text}");
+            assert_eq!(x.flags, y.flags, "{text}");
+            assert_eq!(a.status(), b.status(), "{text}");
+            // A fresh rule, not restored, decides differently somewhere for MAD and FoolsGold
+            // (their history matters) or reports less privacy spent (the accountants).
+            let fresh = rule.build();
+            let z = round(&*fresh, 3);
+            assert!(
+                z.params != x.params || z.flags != x.flags || fresh.status() != a.status(),
+                "{text}: the state made no difference"
+            );
+            assert!(
+                b.restore(serde_json::json!({"nonsense": 1})).is_err(),
+                "{text}"
+            );
+        }
+        let stateless = Rule::default().build();
+        assert!(stateless.state().is_none());
+        let err = stateless.restore(serde_json::json!({})).unwrap_err();
+        assert!(err.to_string().contains("keeps no state"), "{err}");
     }
 }

@@ -1,10 +1,14 @@
 //! Multi-Krum (Blanchard et al., NeurIPS 2017): the average of the m models with the best Krum
 //! scores (m = n − f unless set). Requires n ≥ 2f + 3 and 1 ≤ m ≤ n.
 
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
 use super::krum::{self, best, flag_others, scores};
-use super::{require, vector};
+use super::require;
 use crate::error::Result;
-use crate::federated::strategy::{Aggregate, ClientUpdate, RobustRule, RoundContext, Sampling};
+use crate::federated::strategy::{Aggregate, ClientUpdate, RobustRule, RoundContext};
+use crate::vector;
 
 pub fn precondition(n: usize, f: usize, m: Option<usize>) -> Result<()> {
     krum::precondition(n, f)?;
@@ -16,15 +20,27 @@ pub fn precondition(n: usize, f: usize, m: Option<usize>) -> Result<()> {
     )
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct MultiKrum {
     f: usize,
+    /// How many of the best Krum scores are averaged (default n − f).
+    #[serde(default)]
     m: Option<usize>,
-    sampling: Sampling,
+}
+
+impl RuleConfig for MultiKrum {
+    fn validate(&self, per_round: usize) -> Result<()> {
+        precondition(per_round, self.f, self.m)
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl MultiKrum {
-    pub fn new(f: usize, m: Option<usize>, sampling: Sampling) -> Self {
-        MultiKrum { f, m, sampling }
+    pub fn new(f: usize, m: Option<usize>) -> Self {
+        MultiKrum { f, m }
     }
 }
 
@@ -34,9 +50,6 @@ impl RobustRule for MultiKrum {
             Some(m) => format!("multi_krum(f={},m={m})", self.f),
             None => format!("multi_krum(f={})", self.f),
         }
-    }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, _ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -66,7 +79,7 @@ mod tests {
         // Scores as in Krum's test: 5, 2, 2, 5, 19013. m = n − f = 4 drops the outlier.
         let v: [&[f32]; 5] = [&[0.0], &[1.0], &[2.0], &[3.0], &[100.0]];
         let out = run(
-            &MultiKrum::new(1, None, Sampling::default()),
+            &MultiKrum::new(1, None),
             &[0.0],
             updates(&v),
         );
@@ -75,7 +88,7 @@ mod tests {
         assert_eq!(out.flags[0].client, 4);
         // m = 2: the two tied best, clients 1 and 2.
         let out = run(
-            &MultiKrum::new(1, Some(2), Sampling::default()),
+            &MultiKrum::new(1, Some(2)),
             &[0.0],
             updates(&v),
         );

@@ -8,11 +8,10 @@
 //! calibration no longer covers the run, and the report shows it).
 
 use super::dp_fedavg::{check_clip_and_delta, default_delta};
-use super::{require, vector};
+use super::require;
 use crate::error::Result;
-use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+use crate::federated::strategy::{Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, RuleStatus};
+use crate::vector;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,16 +73,14 @@ impl NbaflConfig {
 
 pub struct Nbafl {
     cfg: NbaflConfig,
-    sampling: Sampling,
     rounds_done: AtomicUsize,
     exposures: AtomicUsize,
 }
 
 impl Nbafl {
-    pub fn new(cfg: NbaflConfig, sampling: Sampling) -> Self {
+    pub fn new(cfg: NbaflConfig) -> Self {
         Nbafl {
             cfg,
-            sampling,
             rounds_done: AtomicUsize::new(0),
             exposures: AtomicUsize::new(1),
         }
@@ -114,10 +111,6 @@ fn scale_in(v: &mut [f32], s: f64, ranges: Option<&[Range<usize>]>) {
 impl RobustRule for Nbafl {
     fn name(&self) -> String {
         format!("nbafl(C={},eps={})", self.cfg.clip, self.cfg.epsilon)
-    }
-
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -167,10 +160,42 @@ impl RobustRule for Nbafl {
         Ok(Aggregate::flagged(params, flags))
     }
 
-    fn epsilon(&self) -> Option<f64> {
+    fn status(&self) -> RuleStatus {
         let l = self.exposures.load(Ordering::Relaxed).max(1);
         let t = self.rounds_done.load(Ordering::Relaxed);
-        Some(self.cfg.epsilon * t as f64 / l as f64)
+        RuleStatus {
+            epsilon: Some(self.cfg.epsilon * t as f64 / l as f64),
+            ..Default::default()
+        }
+    }
+
+    fn state(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "rounds_done": self.rounds_done.load(Ordering::Relaxed),
+            "exposures": self.exposures.load(Ordering::Relaxed),
+        }))
+    }
+
+    fn restore(&self, state: serde_json::Value) -> Result<()> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Saved {
+            rounds_done: usize,
+            exposures: usize,
+        }
+        let s: Saved = super::state_from("nbafl", state)?;
+        self.rounds_done.store(s.rounds_done, Ordering::Relaxed);
+        self.exposures.store(s.exposures, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl super::RuleConfig for NbaflConfig {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        self.validate()
+    }
+    fn build(&self) -> Box<dyn crate::federated::strategy::Strategy> {
+        Box::new(Nbafl::new(self.clone()))
     }
 }
 
@@ -206,7 +231,7 @@ mod tests {
     #[test]
     fn uploads_are_bounded_then_averaged_by_data_size() {
         // ε so large that the noise is negligible: only the bound and the weighting show.
-        let rule = Nbafl::new(cfg(1.0, 1e12), Sampling::default());
+        let rule = Nbafl::new(cfg(1.0, 1e12));
         let mut x = ctx(&[0.0, 0.0]);
         x.rounds = 1;
         let out = run_with(
@@ -218,20 +243,20 @@ mod tests {
         // (0.6, 0.8)·¾ + (0, 0.5)·¼.
         assert!(close(&out.params, &[0.45, 0.725]), "{:?}", out.params);
         assert_eq!(out.flags.len(), 1);
-        assert_eq!(Strategy::epsilon(&rule), Some(1e12));
+        assert_eq!(Strategy::status(&rule).epsilon, Some(1e12));
     }
 
     #[test]
     fn epsilon_grows_with_every_exposure() {
         let mut k = cfg(1.0, 4.0);
         k.exposures = Some(4);
-        let rule = Nbafl::new(k, Sampling::default());
+        let rule = Nbafl::new(k);
         let mut seen = Vec::new();
         for _ in 0..5 {
             let mut x = ctx(&[0.0]);
             x.rounds = 4;
             run_with(&rule, x, vec![update(0, vec![0.1], 10)]).unwrap();
-            seen.push(Strategy::epsilon(&rule).unwrap());
+            seen.push(Strategy::status(&rule).epsilon.unwrap());
         }
         assert_eq!(seen, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
     }

@@ -2,24 +2,42 @@
 //! every update Δᵢ = wᵢ − w_global is scaled to norm at most M before the example-weighted
 //! average; optional Gaussian noise N(0, σ²) on the result ("weak differential privacy").
 
-use super::{require, vector};
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
+use super::require;
 use crate::error::Result;
 use crate::federated::strategy::{
-    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, Sampling,
-};
+    Aggregate, ClientUpdate, Flag, RobustRule, RoundContext, };
+use crate::vector;
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct NormClipping {
     max_norm: f64,
+    #[serde(default)]
     noise_sigma: f64,
-    sampling: Sampling,
+}
+
+impl RuleConfig for NormClipping {
+    fn validate(&self, _per_round: usize) -> Result<()> {
+        super::non_negative("norm_clipping", "noise_sigma", self.noise_sigma)?;
+        require(
+            self.max_norm.is_finite() && self.max_norm > 0.0,
+            "norm_clipping",
+            format!("`max_norm` must be > 0, got {}", self.max_norm),
+        )
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl NormClipping {
-    pub fn new(max_norm: f64, noise_sigma: f64, sampling: Sampling) -> Self {
+    pub fn new(max_norm: f64, noise_sigma: f64) -> Self {
         NormClipping {
             max_norm,
             noise_sigma,
-            sampling,
         }
     }
 }
@@ -34,9 +52,6 @@ impl RobustRule for NormClipping {
         } else {
             format!("norm_clipping(M={})", self.max_norm)
         }
-    }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -77,7 +92,7 @@ mod tests {
         let global = [1.0, 1.0];
         // Δ₀ = (3, 4) has norm 5 → clipped to (0.6, 0.8); Δ₁ = (0, 0.5) stays.
         let out = run(
-            &NormClipping::new(1.0, 0.0, Sampling::default()),
+            &NormClipping::new(1.0, 0.0),
             &global,
             vec![update(0, vec![4.0, 5.0], 1), update(1, vec![1.0, 1.5], 3)],
         );

@@ -1,9 +1,13 @@
 //! Coordinate-wise trimmed mean (Yin et al., ICML 2018): for every parameter, the f largest and
 //! f smallest client values are dropped and the rest averaged (β = f/n). Requires n ≥ 2f + 1.
 
-use super::{require, vector};
+use super::RuleConfig;
+use crate::federated::strategy::Strategy;
+use serde::{Deserialize, Serialize};
+use super::require;
 use crate::error::Result;
-use crate::federated::strategy::{Aggregate, ClientUpdate, RobustRule, RoundContext, Sampling};
+use crate::federated::strategy::{Aggregate, ClientUpdate, RobustRule, RoundContext};
+use crate::vector;
 
 pub fn precondition(n: usize, f: usize) -> Result<()> {
     require(
@@ -16,23 +20,30 @@ pub fn precondition(n: usize, f: usize) -> Result<()> {
     )
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct TrimmedMean {
     f: usize,
-    sampling: Sampling,
+}
+
+impl RuleConfig for TrimmedMean {
+    fn validate(&self, per_round: usize) -> Result<()> {
+        precondition(per_round, self.f)
+    }
+    fn build(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
 }
 
 impl TrimmedMean {
-    pub fn new(f: usize, sampling: Sampling) -> Self {
-        TrimmedMean { f, sampling }
+    pub fn new(f: usize) -> Self {
+        TrimmedMean { f }
     }
 }
 
 impl RobustRule for TrimmedMean {
     fn name(&self) -> String {
         format!("trimmed_mean(f={})", self.f)
-    }
-    fn sampling(&self) -> &Sampling {
-        &self.sampling
     }
 
     fn aggregate(&self, _ctx: &RoundContext, updates: Vec<ClientUpdate>) -> Result<Aggregate> {
@@ -61,7 +72,7 @@ mod tests {
             &[90.0, 0.0],
         ];
         let out = run(
-            &TrimmedMean::new(1, Sampling::default()),
+            &TrimmedMean::new(1),
             &[0.0, 0.0],
             updates(&v),
         );

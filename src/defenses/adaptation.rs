@@ -12,13 +12,14 @@
 //! (adversarial training on the server): copies crafted once go stale as the weights move, so
 //! this variant buys more robustness per epoch, but it is not the paper's.
 
-use super::{EvasionConfig, logits_of};
-use crate::config::TrainConfig;
+use crate::attacks::evasion::{EvasionConfig, logits_of};
 use crate::data::ImageSet;
 use crate::data::augment::AugmentConfig;
+use crate::data::normalize::Normalizer;
 use crate::error::Result;
 use crate::models::Net;
-use crate::train::{self, normalize::Normalizer};
+use crate::train::TrainConfig;
+use crate::train::{self};
 use rand::{SeedableRng, rngs::StdRng, seq::index};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -73,17 +74,21 @@ fn one_epoch() -> usize {
 impl Adaptation {
     pub fn validate(&self) -> Result<()> {
         if !(self.fraction > 0.0 && self.fraction <= 1.0) || self.epochs == 0 {
-            return Err(crate::error::Error::Invalid(format!(
-                "`evasion.adapt`: `fraction` must be within (0, 1] and `epochs` ≥ 1, got {} and {}",
-                self.fraction, self.epochs
-            )));
+            return Err(crate::error::Error::param(
+                "evasion.adapt",
+                format!(
+                    "`fraction` must be within (0, 1] and `epochs` ≥ 1, got {} and {}",
+                    self.fraction, self.epochs
+                ),
+            ));
         }
         if let Some(lr) = self.lr
             && !(lr > 0.0 && lr.is_finite())
         {
-            return Err(crate::error::Error::Invalid(format!(
-                "`evasion.adapt.lr` must be a positive number, got {lr}"
-            )));
+            return Err(crate::error::Error::param(
+                "evasion.adapt.lr",
+                format!("must be a positive number, got {lr}"),
+            ));
         }
         Ok(())
     }
@@ -162,8 +167,8 @@ pub fn adapt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attacks::evasion::fgsm::Fgsm;
     use crate::data::synthetic::{PhantomConfig, generate};
-    use crate::evasion::fgsm::Fgsm;
     use crate::models::Arch;
 
     #[test]
@@ -217,7 +222,7 @@ mod tests {
 
     #[test]
     fn adaptation_makes_the_trained_model_more_robust() {
-        use crate::evasion::testing::{accuracy_under, phantoms, trained};
+        use crate::train::testing::{accuracy_under, phantoms, trained};
         let (data, norm) = phantoms();
         let (net, _) = trained(&data, &norm, 2, 8, &train::Objective::default());
         let attack = EvasionConfig::Fgsm(Fgsm {
@@ -243,8 +248,8 @@ mod tests {
 
     #[test]
     fn crafted_once_trains_on_clean_and_copies_of_the_model_before_adaptation() {
-        use crate::evasion::testing::{phantoms, trained};
-        use crate::federated::params;
+        use crate::models::params;
+        use crate::train::testing::{phantoms, trained};
         let (data, norm) = phantoms();
         let (net, _) = trained(&data, &norm, 2, 1, &train::Objective::default());
         let before = params::flatten(&net);

@@ -3,11 +3,10 @@
 //! cells, so the sweep writes one row per cell × attack (`<out>/evasion.csv`) and, when the grid
 //! repeats seeds, means ± std over them (`<out>/evasion_mean_std.csv`).
 
-use super::EvasionConfig;
+use crate::attacks::evasion::EvasionConfig;
 use crate::error::Result;
-use crate::experiment::Summary;
-use crate::repetitions::{MeanStd, SEED_KEY, by_setting};
-use crate::report;
+use crate::report::repetitions::{MeanStd, SEED_KEY, by_setting};
+use crate::report::summary::Summary;
 
 /// An attack's kind and budget: (kind, ε, step α, steps); FGSM is one step of size ε.
 pub fn budget(a: &EvasionConfig) -> (&'static str, f64, f64, usize) {
@@ -136,8 +135,8 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    let keys = report::param_keys(rows.iter().map(|r| &r.params));
-    let header = report::header(
+    let keys = crate::io::param_keys(rows.iter().map(|r| &r.params));
+    let header = crate::io::header(
         &keys,
         &[
             "cell",
@@ -160,7 +159,7 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut v = report::param_values(&keys, &r.params);
+            let mut v = crate::io::param_values(&keys, &r.params);
             v.extend([
                 r.cell.clone(),
                 r.attack.clone(),
@@ -181,16 +180,16 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
             v
         })
         .collect();
-    report::write_csv(&out.join("evasion.csv"), &header, &table)?;
+    crate::io::write_csv(&out.join("evasion.csv"), &header, &table)?;
 
     let avg = averaged(&rows);
-    crate::figures::evasion_figure(out, &avg, &rows)?;
-    crate::figures::fraction_figures(out, &avg)?;
+    crate::report::evasion_figures::evasion_figure(out, &avg, &rows)?;
+    crate::report::evasion_figures::fraction_figures(out, &avg)?;
     if avg.iter().all(|a| a.seeds < 2) {
         return Ok(());
     }
     let keys: Vec<String> = keys.into_iter().filter(|k| k != SEED_KEY).collect();
-    let header = report::header(
+    let header = crate::io::header(
         &keys,
         &[
             "attack",
@@ -215,7 +214,7 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
     let table: Vec<Vec<String>> = avg
         .iter()
         .map(|a| {
-            let mut v = report::param_values(&keys, &a.params);
+            let mut v = crate::io::param_values(&keys, &a.params);
             v.extend([
                 a.attack.clone(),
                 a.eps.to_string(),
@@ -238,7 +237,7 @@ pub fn write(out: &std::path::Path, cells: &[Summary]) -> Result<()> {
             v
         })
         .collect();
-    report::write_csv(&out.join("evasion_mean_std.csv"), &header, &table)
+    crate::io::write_csv(&out.join("evasion_mean_std.csv"), &header, &table)
 }
 
 #[cfg(test)]

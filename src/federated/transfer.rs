@@ -10,10 +10,10 @@
 //! averages it over the other clients. The paper gives no formula for AETR: this definition is
 //! ours. Attack accuracy (AA, Fed-Safe §4.2) is a model's accuracy on the adversarial examples.
 
-use super::{EvasionConfig, logits_of};
+use crate::attacks::evasion::{EvasionConfig, logits_of, predict};
 use crate::data::ImageSet;
+use crate::data::normalize::Normalizer;
 use crate::models::Net;
-use crate::train::normalize::Normalizer;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -49,7 +49,7 @@ pub struct TransferConfig {
     pub sources: Vec<usize>,
     /// Server-side adversarial adaptation of the global model before it is sent out (Fed-Safe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub adapt: Option<super::adaptation::Adaptation>,
+    pub adapt: Option<crate::defenses::adaptation::Adaptation>,
 }
 
 fn hundred() -> usize {
@@ -58,9 +58,11 @@ fn hundred() -> usize {
 
 impl TransferConfig {
     pub fn validate(&self) -> crate::error::Result<()> {
-        let bad = |m: String| Err(crate::error::Error::Invalid(format!("`evasion.{m}")));
+        let bad = |key: String, why: String| {
+            Err(crate::error::Error::param(format!("evasion.{key}"), why))
+        };
         if self.attacks.is_empty() {
-            return bad("attacks` lists no attack".into());
+            return bad("attacks".into(), "lists no attack".into());
         }
         for (i, a) in self.attacks.iter().enumerate() {
             let (eps, alpha, steps) = match a {
@@ -69,27 +71,29 @@ impl TransferConfig {
                 EvasionConfig::Pgd(a) => (a.eps, a.alpha, a.steps),
             };
             if !(eps > 0.0 && eps <= 1.0) {
-                return bad(format!(
-                    "attacks[{i}].eps` must be within (0, 1], got {eps}"
-                ));
+                return bad(
+                    format!("attacks[{i}].eps"),
+                    format!("must be within (0, 1], got {eps}"),
+                );
             }
             if !(alpha > 0.0 && alpha.is_finite()) || steps == 0 {
-                return bad(format!(
-                    "attacks[{i}]`: `alpha` must be > 0 and `steps` ≥ 1, got {alpha} and {steps}"
-                ));
+                return bad(
+                    format!("attacks[{i}]"),
+                    format!("`alpha` must be > 0 and `steps` ≥ 1, got {alpha} and {steps}"),
+                );
             }
         }
         if let Some(a) = &self.adapt {
             a.validate()?;
         }
         if self.samples == 0 {
-            return bad("samples` must be at least 1".into());
+            return bad("samples".into(), "must be at least 1".into());
         }
         if !(self.noise_sigma >= 0.0 && self.noise_sigma.is_finite()) {
-            return bad(format!(
-                "noise_sigma` must be ≥ 0, got {}",
-                self.noise_sigma
-            ));
+            return bad(
+                "noise_sigma".into(),
+                format!("must be ≥ 0, got {}", self.noise_sigma),
+            );
         }
         Ok(())
     }
@@ -134,7 +138,7 @@ pub struct TransferReport {
     /// The first source's first example before and after the attack (for the picture, not
     /// kept in summary.json).
     #[serde(skip)]
-    pub example: Option<super::examples::Example>,
+    pub example: Option<crate::attacks::evasion::examples::Example>,
 }
 
 /// One row of the matrices from predictions before (`clean[t]`) and after (`adv[t]`) the
@@ -176,13 +180,6 @@ pub fn aasr(asr: &[f64], source: usize) -> (f64, f64) {
         .filter(|&(t, _)| t != source)
         .map(|(_, &a)| a);
     (mean(asr.iter().copied()), mean(others))
-}
-
-/// Predicted classes of `net` on raw pixels.
-pub(crate) fn predict(net: &Net, norm: &Normalizer, channels: usize, x: &Tensor) -> Vec<i64> {
-    let model = logits_of(net, norm, channels);
-    let p = tch::no_grad(|| model(x).argmax(1, false));
-    Vec::<i64>::try_from(p).expect("class indices")
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> f64 {
@@ -257,7 +254,7 @@ fn run_one(
         let ch = sets[s].channels;
         if report.example.is_none() && x.size()[0] > 0 {
             let first = |t: &Tensor| Vec::<f32>::try_from(t.get(0).flatten(0, -1)).expect("pixels");
-            report.example = Some(super::examples::Example {
+            report.example = Some(crate::attacks::evasion::examples::Example {
                 clean: first(&x.to_kind(Kind::Float)),
                 adversarial: first(&adv.to_kind(Kind::Float)),
                 channels: ch,

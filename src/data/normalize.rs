@@ -1,7 +1,7 @@
 //! Input normalization and gray→RGB expansion, applied per batch on the device.
 
-use crate::config::Normalize;
 use crate::data::ImageSet;
+use crate::data::Normalize;
 use tch::Tensor;
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

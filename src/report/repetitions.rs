@@ -3,8 +3,7 @@
 //! training time per model × freezing) report each setting this way.
 
 use crate::error::Result;
-use crate::experiment::Summary;
-use crate::report;
+use crate::report::summary::Summary;
 use serde::Serialize;
 use std::path::Path;
 
@@ -124,9 +123,9 @@ pub fn repeated(settings: &[Setting]) -> bool {
 /// `<out>/mean_std.csv`: one row per setting. Training time varies between runs, so unlike
 /// results.csv this file is not reproducible to the digit.
 pub fn write_csv(path: &Path, settings: &[Setting]) -> Result<()> {
-    let keys = report::param_keys(settings.iter().map(|s| &s.params));
+    let keys = crate::io::param_keys(settings.iter().map(|s| &s.params));
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
-    let header = report::header(
+    let header = crate::io::header(
         &keys,
         &[
             "model",
@@ -149,7 +148,7 @@ pub fn write_csv(path: &Path, settings: &[Setting]) -> Result<()> {
     let rows: Vec<Vec<String>> = settings
         .iter()
         .map(|s| {
-            let mut r = report::param_values(&keys, &s.params);
+            let mut r = crate::io::param_values(&keys, &s.params);
             r.extend([
                 s.model.clone(),
                 s.fine_tune.clone(),
@@ -174,7 +173,7 @@ pub fn write_csv(path: &Path, settings: &[Setting]) -> Result<()> {
             r
         })
         .collect();
-    report::write_csv(path, &header, &rows)
+    crate::io::write_csv(path, &header, &rows)
 }
 
 /// The printed table: model × freezing → accuracy, F1 and training time, mean ± std.
@@ -214,7 +213,7 @@ pub fn table(settings: &[Setting]) -> String {
         header.push("ASR %");
     }
     header.push("train s");
-    report::table(&header, &rows)
+    crate::io::table(&header, &rows)
 }
 
 #[cfg(test)]

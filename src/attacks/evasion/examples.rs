@@ -87,7 +87,7 @@ pub fn write(png: &Path, csv: &Path, rows: &[(&str, &Example)]) -> Result<()> {
         image::ImageFormat::Png,
     )
     .map_err(|e| Error::Invalid(format!("cannot encode {}: {e}", png.display())))?;
-    crate::report::write_atomic(png, &bytes)?;
+    crate::io::write_atomic(png, &bytes)?;
 
     #[derive(Serialize)]
     struct Row<'a> {
@@ -106,7 +106,7 @@ pub fn write(png: &Path, csv: &Path, rows: &[(&str, &Example)]) -> Result<()> {
             mean_abs_change: e.mean_abs(),
         })
         .collect();
-    crate::report::write_rows(csv, &table)
+    crate::io::write_rows(csv, &table)
 }
 
 #[cfg(test)]

@@ -19,15 +19,14 @@
 //! its row, marked `missing`, so a wrong or missing number is never hidden.
 
 use crate::error::{Error, Result};
-use crate::experiment::Summary;
-use crate::repetitions::{MeanStd, SEED_KEY};
-use crate::report;
+use crate::report::repetitions::{MeanStd, SEED_KEY};
+use crate::report::summary::Summary;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
 
 /// The experiment file's key for the references.
-pub const KEY: &str = "reference";
+pub use crate::config::REFERENCE_KEY as KEY;
 
 /// The `[[reference]]` tables of an experiment file's text (`file` names it in errors).
 pub fn parse(text: &str, file: &str) -> Result<Vec<Reference>> {
@@ -311,7 +310,7 @@ fn write_rows(out: &Path, rows: &[Row]) -> Result<()> {
             ]
         })
         .collect();
-    report::write_csv(&out.join("paper_vs_measured.csv"), &header, &table)
+    crate::io::write_csv(&out.join("paper_vs_measured.csv"), &header, &table)
 }
 
 /// The rows as a terminal table (values shown as they are stored, 4 decimals).
@@ -334,7 +333,7 @@ pub fn table(rows: &[Row]) -> String {
             ]
         })
         .collect();
-    report::table(
+    crate::io::table(
         &[
             "source", "setting", "metric", "paper", "measured", "n", "diff",
         ],

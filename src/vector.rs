@@ -1,10 +1,39 @@
-//! Arithmetic on flat parameter vectors shared by the rules. Sums run in f64 so that results do
+//! Flat parameter vectors: the update a client sends, and the arithmetic on such vectors that
+//! the aggregation rules and the model-poisoning attacks share. Sums run in f64 so that results do
 //! not depend on vector length or order of magnitude.
 
-use crate::federated::strategy::ClientUpdate;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
+
+/// One client's result of local training.
+#[derive(Debug, Clone)]
+pub struct ClientUpdate {
+    pub client: usize,
+    pub params: Vec<f32>,
+    /// Training examples behind the update (FedAvg's weight).
+    pub num_examples: usize,
+}
+
+impl ClientUpdate {
+    pub fn new(client: usize, params: Vec<f32>, num_examples: usize) -> ClientUpdate {
+        ClientUpdate {
+            client,
+            params,
+            num_examples,
+        }
+    }
+}
+
+/// Test updates from literal vectors: 1 example each, ids 0, 1, 2, …
+#[cfg(test)]
+pub fn unit_updates(vectors: &[&[f32]]) -> Vec<ClientUpdate> {
+    vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ClientUpdate::new(i, v.to_vec(), 1))
+        .collect()
+}
 
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()

@@ -1,71 +1,21 @@
-//! Writing results: JSON summaries, CSV tables and the console table.
+//! Reports: what a run writes besides its summary — histories, partitions, confusion matrices,
+//! defense decisions, evasion matrices — and, in the submodules, the summary schema, figures,
+//! repetition statistics, paper-vs-measured tables and sweep-level evasion tables.
 
-use crate::error::{Error, Result};
+pub mod evasion_figures;
+pub mod evasion_tables;
+pub mod figures;
+pub mod paper_vs_measured;
+pub mod repetitions;
+pub mod results;
+pub mod rounds_figure;
+pub mod summary;
+
+use crate::error::Result;
+use crate::io::{write_csv, write_rows};
 use crate::train::EpochRecord;
 use serde::Serialize;
 use std::path::Path;
-
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("serializable");
-    write_atomic(path, text.as_bytes())
-}
-
-/// Writes via a temporary file and rename, so a killed run never leaves a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(header).expect("in-memory csv");
-    for r in rows {
-        w.write_record(r).expect("in-memory csv");
-    }
-    w.into_inner().expect("in-memory csv")
-}
-
-type Params = serde_json::Map<String, serde_json::Value>;
-
-/// Grid parameters as CSV columns: every key any row has, in first-seen order.
-pub fn param_keys<'a>(rows: impl IntoIterator<Item = &'a Params>) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
-    for p in rows {
-        for k in p.keys() {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
-        }
-    }
-    keys
-}
-
-/// One row's values for `keys`: strings bare, numbers as written, missing ones empty.
-pub fn param_values(keys: &[String], params: &Params) -> Vec<String> {
-    keys.iter()
-        .map(|k| match params.get(k) {
-            Some(serde_json::Value::String(v)) => v.clone(),
-            Some(v) => v.to_string(),
-            None => String::new(),
-        })
-        .collect()
-}
-
-/// A CSV header: the grid's parameter keys, then the table's own columns.
-pub fn header(keys: &[String], columns: &[&str]) -> Vec<String> {
-    keys.iter()
-        .cloned()
-        .chain(columns.iter().map(|c| c.to_string()))
-        .collect()
-}
-
-pub fn write_csv(path: &Path, header: &[String], rows: &[Vec<String>]) -> Result<()> {
-    write_atomic(path, &csv_bytes(header, rows))
-}
 
 pub fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
     let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
@@ -96,19 +46,6 @@ pub fn write_history(path: &Path, history: &[EpochRecord]) -> Result<()> {
     write_csv(path, &header, &rows)
 }
 
-/// One CSV row per record, columns from the record's field names (None → empty cell).
-pub fn write_rows<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in records {
-        w.serialize(r)
-            .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
-    write_atomic(path, &bytes)
-}
-
 /// The partition report: `partition.csv` (samples per class per client) and `partition.svg`.
 pub fn write_partition(
     dir: &Path,
@@ -130,7 +67,7 @@ pub fn write_partition(
         })
         .collect();
     write_csv(&dir.join("partition.csv"), &header, &rows)?;
-    crate::figures::partition_chart(&dir.join("partition.svg"), classes, counts, malicious)
+    crate::report::figures::partition_chart(&dir.join("partition.svg"), classes, counts, malicious)
 }
 
 /// Confusion matrix with class names: rows are true classes, columns predictions.
@@ -147,38 +84,6 @@ pub fn write_confusion(path: &Path, classes: &[String], m: &[Vec<u64>]) -> Resul
         })
         .collect();
     write_csv(path, &header, &rows)
-}
-
-/// A plain aligned text table.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = width[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = vec![line(header.to_vec())];
-    out.push(
-        width
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("  "),
-    );
-    for r in rows {
-        out.push(line(r.iter().map(String::as_str).collect()));
-    }
-    out.join("\n")
 }
 
 /// `defense.csv` (every exclusion, rejection and down-weighting with its reason), `scores.csv`
@@ -220,7 +125,7 @@ pub fn write_defense(
             .or_insert_with(Vec::new)
             .push((s.round, s.value));
     }
-    crate::figures::defense_chart(&dir.join("defense.svg"), &loss, &exclusions, &trust)
+    crate::report::figures::defense_chart(&dir.join("defense.svg"), &loss, &exclusions, &trust)
 }
 
 /// `evasion.csv` (per attack, source and target client: ASR, error transfer rate and attack
@@ -228,7 +133,7 @@ pub fn write_defense(
 /// ASR heatmap per attack, `evasion_<k>.svg`.
 pub fn write_evasion(
     dir: &Path,
-    reports: &[crate::evasion::transfer::TransferReport],
+    reports: &[crate::federated::transfer::TransferReport],
 ) -> Result<()> {
     #[derive(Serialize)]
     struct Row<'a> {
@@ -257,17 +162,17 @@ pub fn write_evasion(
         }
     }
     write_rows(&dir.join("evasion.csv"), &rows)?;
-    let examples: Vec<(&str, &crate::evasion::examples::Example)> = reports
+    let examples: Vec<(&str, &crate::attacks::evasion::examples::Example)> = reports
         .iter()
         .filter_map(|r| Some((r.attack.as_str(), r.example.as_ref()?)))
         .collect();
-    crate::evasion::examples::write(
+    crate::attacks::evasion::examples::write(
         &dir.join("adversarial_examples.png"),
         &dir.join("adversarial_examples.csv"),
         &examples,
     )?;
     for (k, r) in reports.iter().enumerate() {
-        crate::figures::heatmap(
+        crate::report::figures::heatmap(
             &dir.join(format!("evasion_{k}.svg")),
             &format!("{}: ASR % (changed predictions), source → target", r.attack),
             &r.sources,
@@ -275,15 +180,4 @@ pub fn write_evasion(
         )?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aligned_table() {
-        let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
-        assert_eq!(t, "a    bb\n---  --\nxxx  y");
-    }
 }

@@ -3,16 +3,13 @@
 //! clean image and to the valid pixel range, while the model sees normalized inputs.
 //! FGSM is one step of size ε; BIM iterates steps of α; PGD adds a uniform random start.
 
-pub mod adaptation;
 pub mod bim;
 pub mod examples;
 pub mod fgsm;
 pub mod pgd;
-pub mod sweep;
-pub mod transfer;
 
+use crate::data::normalize::Normalizer;
 use crate::models::Net;
-use crate::train::normalize::Normalizer;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -42,6 +39,13 @@ pub type Logits<'a> = dyn Fn(&Tensor) -> Tensor + 'a;
 pub fn logits_of<'a>(net: &'a Net, norm: &Normalizer, channels: usize) -> Box<Logits<'a>> {
     let bn = norm.on(net.arch.in_channels(channels), net.vs.device());
     Box::new(move |x: &Tensor| net.forward_t(&bn.apply(x), false))
+}
+
+/// Predicted classes of `net` on raw pixels.
+pub fn predict(net: &Net, norm: &Normalizer, channels: usize, x: &Tensor) -> Vec<i64> {
+    let model = logits_of(net, norm, channels);
+    let p = tch::no_grad(|| model(x).argmax(1, false));
+    Vec::<i64>::try_from(p).expect("class indices")
 }
 
 pub trait Evasion {
@@ -97,68 +101,6 @@ fn bounds(x: &Tensor, eps: f64) -> (Tensor, Tensor) {
 pub fn project(adv: &Tensor, x: &Tensor, eps: f64) -> Tensor {
     let (lo, hi) = bounds(x, eps);
     adv.clamp_tensor(Some(&lo), Some(&hi))
-}
-
-/// Shared by the adversarial-training tests: a small CNN trained on 28 px phantoms, and its
-/// accuracy when every test image is attacked.
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::*;
-    use crate::config::TrainConfig;
-    use crate::data::Dataset;
-    use crate::data::augment::AugmentConfig;
-    use crate::data::synthetic::{PhantomConfig, generate};
-    use crate::train::{self, EpochRecord, Objective};
-
-    pub fn phantoms() -> (Dataset, Normalizer) {
-        let data = generate(&PhantomConfig {
-            size: 28,
-            train_per_class: 60,
-            test_per_class: 25,
-            ..Default::default()
-        });
-        let norm = Normalizer::from_set(&data.train);
-        (data, norm)
-    }
-
-    /// A small CNN from init seed `init`, trained for `epochs` with `objective`.
-    pub fn trained(
-        data: &Dataset,
-        norm: &Normalizer,
-        init: u64,
-        epochs: usize,
-        objective: &Objective,
-    ) -> (Net, Vec<EpochRecord>) {
-        let net = crate::models::with_torch_rng(Some(init), || {
-            Net::new(crate::models::Arch::SmallCnn, 4, 1, 28, tch::Device::Cpu).unwrap()
-        });
-        let hist = train::fit(
-            &net,
-            &data.train,
-            None,
-            norm,
-            &TrainConfig::adam(epochs, 16),
-            &AugmentConfig::default(),
-            0,
-            objective,
-            &mut |_, _| {},
-        )
-        .unwrap();
-        (net, hist)
-    }
-
-    pub fn accuracy_under(
-        net: &Net,
-        data: &Dataset,
-        norm: &Normalizer,
-        attack: &EvasionConfig,
-    ) -> f64 {
-        let (x, y) = (data.test.to_tensor(), data.test.labels_tensor());
-        let adv = attack
-            .attack()
-            .generate(&*logits_of(net, norm, 1), &x, &y, 0);
-        crate::metrics::accuracy(&transfer::predict(net, norm, 1, &adv), &data.test.labels)
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! by earlier invocations.
 
 use crate::error::{Error, Result};
-use crate::experiment::Summary;
+use crate::report::summary::Summary;
 use plotters::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -155,8 +155,8 @@ pub fn write(out: &Path, cells: &[Summary]) -> Result<Vec<PathBuf>> {
 /// Three panels stacked: loss, accuracy, honest clients' accuracy; a cross marks each round in
 /// which a strategy first excluded clients.
 pub fn draw(path: &Path, title: &str, series: &[Series]) -> Result<()> {
-    crate::figures::ensure_parent(path)?;
-    let err = |e| crate::figures::plot_err(path, e);
+    crate::report::figures::ensure_parent(path)?;
+    let err = |e| crate::report::figures::plot_err(path, e);
     let last = series
         .iter()
         .flat_map(|s| s.rounds.iter().map(|r| r.0))
@@ -222,7 +222,7 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> Result<()> {
             let c = if s.reference {
                 BLACK
             } else {
-                crate::figures::color(i)
+                crate::report::figures::color(i)
             };
             let pts: Vec<(f64, f64)> = s
                 .rounds

@@ -1,0 +1,126 @@
+//! Running the cells of an experiment: one after another or several at once (`--jobs`), the
+//! results table rewritten after every finished cell.
+
+use super::*;
+
+/// Runs every cell of an experiment file; writes `<out>/summary.json` and `<out>/results.csv`.
+pub fn run_file(path: &Path, opts: &RunOptions) -> Result<Vec<Summary>> {
+    let cells = config::load(path)?;
+    run_cells(&cells, opts)
+}
+
+pub fn run_cells(cells: &[Cell], opts: &RunOptions) -> Result<Vec<Summary>> {
+    let start = Instant::now();
+    let n = crate::numerics::current();
+    progress::status(format!(
+        "CPU kernels: {} (ATen {}, oneDNN {}, MKL {})",
+        n.cpu_kernels.label(),
+        n.aten_cpu_capability
+            .as_deref()
+            .unwrap_or("chosen by the CPU"),
+        n.onednn_max_cpu_isa
+            .as_deref()
+            .unwrap_or("chosen by the CPU"),
+        n.mkl_cbwr.as_deref().unwrap_or("chosen by the CPU"),
+    ));
+    let mut ctx = Context::default();
+    let cells: Vec<Cell> = cells
+        .iter()
+        .map(|c| c.resolved(opts.data_root.as_deref()))
+        .collect();
+    let labels: Vec<String> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("[{}/{}] {}", i + 1, cells.len(), c.id()))
+        .collect();
+    let jobs = opts.jobs.clamp(1, cells.len().max(1));
+    if jobs == 1 {
+        let mut done = Vec::with_capacity(cells.len());
+        for (cell, label) in cells.iter().zip(&labels) {
+            let s = run_cell(cell, &mut ctx, opts, label)?;
+            progress::status(format!("{label}: {}", one_line(&s)));
+            done.push(s);
+            // Keep the tables current so an interrupted grid leaves its finished rows behind.
+            write_results(&opts.out, &done, start.elapsed().as_secs_f64())?;
+        }
+        return Ok(done);
+    }
+    // What cells share is made first, one at a time, so no two cells train the same backbone
+    // or baseline.
+    for (cell, label) in cells.iter().zip(&labels) {
+        if finished_earlier(cell, opts).is_none() {
+            prepare(cell, &mut ctx, opts, label)?;
+        }
+    }
+    run_in_parallel(&cells, &labels, &ctx, opts, jobs, start)
+}
+
+/// Runs the cells `jobs` at a time, splitting the CPU cores between them; the tables are
+/// rewritten (in grid order) whenever a cell finishes. After a failure no new cell starts, the
+/// running ones finish and are kept, and the first error is returned.
+pub(super) fn run_in_parallel(
+    cells: &[Cell],
+    labels: &[String],
+    ctx: &Context,
+    opts: &RunOptions,
+    jobs: usize,
+    start: Instant,
+) -> Result<Vec<Summary>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / jobs).max(1);
+    // Federated cells that would take every core for their clients get their share.
+    let cells: Vec<Cell> = cells
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            if let Some(f) = &mut c.experiment.federation
+                && f.workers == 0
+            {
+                f.workers = threads;
+            }
+            c
+        })
+        .collect();
+    let slots: Mutex<Vec<Option<Summary>>> = Mutex::new(vec![None; cells.len()]);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let next = AtomicUsize::new(0);
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                tch::set_num_threads(threads as i32);
+                let mut ctx = ctx.clone();
+                while lock(&failed).is_none() {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(cell) = cells.get(i) else { break };
+                    let outcome = run_cell(cell, &mut ctx, opts, &labels[i]).and_then(|s| {
+                        progress::status(format!("{}: {}", labels[i], one_line(&s)));
+                        let mut slots = lock(&slots);
+                        slots[i] = Some(s);
+                        let done: Vec<Summary> = slots.iter().flatten().cloned().collect();
+                        write_results(&opts.out, &done, start.elapsed().as_secs_f64())
+                    });
+                    if let Err(e) = outcome {
+                        lock(&failed).get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        return Err(e);
+    }
+    Ok(slots
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|s| s.expect("every cell ran"))
+        .collect())
+}
