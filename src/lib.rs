@@ -4,7 +4,7 @@
 //! this list (data flows downward: an experiment file becomes data, a model, a training, a
 //! federation, a study and its report). `tests/layers.rs` checks every `use crate::` line.
 //!
-//! 1. Leaves: [`error`], [`io`] (atomic JSON/CSV writes, tables), [`numerics`], [`progress`],
+//! 1. Leaves: [`cluster`] (k-means), [`error`], [`io`] (atomic JSON/CSV writes, tables), [`numerics`], [`progress`],
 //!    [`seed`] (named seed streams), [`vector`] (flat-parameter math and the client update).
 //! 2. [`data`], [`metrics`], [`models`], [`privacy`]: each owns its own settings types.
 //! 3. [`attacks`]: data poisoning, model poisoning, test-time evasion.
@@ -17,6 +17,7 @@
 //! 9. [`study`]: one experiment cell end to end (centralized, federated, evasion), caching and
 //!    scheduling. The `fedsentry` binary parses arguments and calls it.
 
+pub mod cluster;
 pub mod error;
 pub mod io;
 pub mod numerics;

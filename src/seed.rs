@@ -34,9 +34,15 @@ pub mod stream {
     pub const TRIGGER: u64 = 0x7269_6767_6572;
     /// Random label flips (`seed ^ LABEL_FLIP`).
     pub const LABEL_FLIP: u64 = 0x666c_6970;
+    /// The trusted backbone's initialization (`seed ^ PRETRAIN`, "pr").
+    pub const PRETRAIN: u64 = 0x7072;
+    /// Dropout masks of a training (`seed ^ DROPOUT`).
+    pub const DROPOUT: u64 = 0x6472_6f70;
+    /// The per-class cap of the test split (`seed ^ TEST_CAP`; the training split's uses the seed).
+    pub const TEST_CAP: u64 = 1;
 
     /// Every tag, for the distinctness test.
-    pub const ALL: [u64; 14] = [
+    pub const ALL: [u64; 17] = [
         POISON,
         SERVER_IMAGES,
         ADAPTATION,
@@ -51,7 +57,24 @@ pub mod stream {
         MODEL_POISONING,
         TRIGGER,
         LABEL_FLIP,
+        PRETRAIN,
+        DROPOUT,
+        TEST_CAP,
     ];
+}
+
+/// One draw per item (client, parameter block, batch) within a stream: `seed ^ i·step`. The
+/// steps are the golden-ratio constant at three widths; each place keeps the one it has always
+/// used, so its numbers stay as they were.
+pub fn item(seed: u64, i: u64, step: u64) -> u64 {
+    seed ^ i.wrapping_mul(step)
+}
+
+/// Steps for [`item`].
+pub mod step {
+    pub const GOLDEN16: u64 = 0x9E37;
+    pub const GOLDEN32: u64 = 0x9E37_79B9;
+    pub const GOLDEN64: u64 = 0x9E37_79B9_7F4A_7C15;
 }
 
 /// Seed for (run seed, round or stream, client), the same whichever worker computes it.

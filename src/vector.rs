@@ -132,7 +132,7 @@ pub fn add_gaussian_to(
                 add_gaussian(
                     &mut v[r.clone()],
                     sigma,
-                    seed ^ (k as u64).wrapping_mul(0x9E37_79B9),
+                    crate::seed::item(seed, k as u64, crate::seed::step::GOLDEN32),
                 );
             }
         }

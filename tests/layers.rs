@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, from the leaves up.
 const LAYERS: &[&[&str]] = &[
-    &["error", "io", "numerics", "progress", "seed", "vector"],
+    &[
+        "cluster", "error", "io", "numerics", "progress", "seed", "vector",
+    ],
     &["data", "metrics", "models", "privacy"],
     &["attacks"],
     &["train"],

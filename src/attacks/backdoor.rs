@@ -137,7 +137,7 @@ impl Trigger {
             Placement::Quadrant | Placement::Random => {
                 let mut rng = StdRng::seed_from_u64(
                     self.seed
-                        .wrapping_mul(0x9E37_79B9)
+                        .wrapping_mul(crate::seed::step::GOLDEN32)
                         .wrapping_add(index as u64),
                 );
                 let (x0, x1, y0, y1) = if self.placement == Placement::Random {

@@ -340,7 +340,11 @@ pub fn load(
         }
     };
     ds.train = cap_per_class(&ds.train, cfg.max_train_per_class, seed);
-    ds.test = cap_per_class(&ds.test, cfg.max_test_per_class, seed ^ 1);
+    ds.test = cap_per_class(
+        &ds.test,
+        cfg.max_test_per_class,
+        seed ^ crate::seed::stream::TEST_CAP,
+    );
     ds.train.validate("training split")?;
     ds.test.validate("test split")?;
     Ok(ds)

@@ -5,6 +5,151 @@
 //!   AUROC (thesis §4.6).
 //! - [`adaptation`]: Fed-Safe's server-side adaptation of a noisy global model on adversarial
 //!   examples of the server's own images.
+//! - Data-level detection, from a model's representations of its training images:
+//!   [`activation_clustering`], [`spectral_signatures`].
+//! - Input-level detection: [`strip`].
 
+pub mod activation_clustering;
 pub mod adaptation;
 pub mod gradcam;
+pub mod spectral_signatures;
+pub mod strip;
+
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+/// A data-level detector's verdict on one class.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassVerdict {
+    pub class: i64,
+    pub size: usize,
+    /// Activation Clustering: the smaller cluster's share; Spectral Signatures: the share removed.
+    pub score: f64,
+    /// Activation Clustering: the silhouette of the 2-means split.
+    pub silhouette: Option<f64>,
+    pub flagged: bool,
+}
+
+/// Which training samples a data-level detector flags, with a score per sample (higher: more
+/// suspicious) and its verdict per class.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub flagged: Vec<bool>,
+    pub scores: Vec<f64>,
+    pub classes: Vec<ClassVerdict>,
+}
+
+impl Detection {
+    /// The samples kept for retraining.
+    pub fn kept(&self) -> Vec<usize> {
+        (0..self.flagged.len())
+            .filter(|&i| !self.flagged[i])
+            .collect()
+    }
+
+    /// TPR (poisoned samples flagged) and FPR (clean samples flagged) against the truly
+    /// poisoned indices; None where a side is empty.
+    pub fn rates(&self, poisoned: &[usize]) -> (Option<f64>, Option<f64>) {
+        let mut is_poison = vec![false; self.flagged.len()];
+        for &i in poisoned {
+            is_poison[i] = true;
+        }
+        let count = |want: bool| {
+            let total = is_poison.iter().filter(|&&p| p == want).count();
+            let hits = (0..self.flagged.len())
+                .filter(|&i| is_poison[i] == want && self.flagged[i])
+                .count();
+            (total > 0).then(|| hits as f64 / total as f64)
+        };
+        (count(true), count(false))
+    }
+
+    /// AUROC of the scores for telling poisoned from clean samples.
+    pub fn auroc(&self, poisoned: &[usize]) -> Option<f64> {
+        let mut is_poison = vec![false; self.flagged.len()];
+        for &i in poisoned {
+            is_poison[i] = true;
+        }
+        let (pos, neg): (Vec<f64>, Vec<f64>) =
+            (0..self.scores.len()).fold((Vec::new(), Vec::new()), |(mut p, mut n), i| {
+                if is_poison[i] {
+                    p.push(self.scores[i]);
+                } else {
+                    n.push(self.scores[i]);
+                }
+                (p, n)
+            });
+        crate::metrics::auroc::auroc(&neg, &pos)
+    }
+}
+
+fn matrix(rows: &[&[f32]]) -> (Tensor, Tensor) {
+    let d = rows.first().map_or(0, |r| r.len());
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    let x = Tensor::from_slice(&flat)
+        .view([rows.len() as i64, d as i64])
+        .to_kind(Kind::Double);
+    let mean = x.mean_dim(0, true, Kind::Double);
+    (&x - &mean, mean)
+}
+
+/// Rows centred and projected on their top `k` principal components (fewer when the rows span
+/// fewer dimensions).
+pub(crate) fn pca(rows: &[&[f32]], k: usize) -> Vec<Vec<f32>> {
+    let (xc, _) = matrix(rows);
+    // Reduced SVD: the columns of v are the right singular vectors, largest first.
+    let (_, _, v) = xc.svd(true, true);
+    let k = k.min(v.size()[1] as usize) as i64;
+    let proj = xc.matmul(&v.narrow(1, 0, k)).to_kind(Kind::Float);
+    let flat = Vec::<f32>::try_from(proj.contiguous().view([-1])).expect("projection");
+    flat.chunks(k.max(1) as usize)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// The rows' mean and the top right singular vector of the centred rows.
+pub(crate) fn top_direction(rows: &[&[f32]]) -> (Vec<f64>, Vec<f64>) {
+    let (xc, mean) = matrix(rows);
+    let (_, _, v) = xc.svd(true, true);
+    let v = Vec::<f64>::try_from(v.select(1, 0).contiguous()).expect("singular vector");
+    let mean = Vec::<f64>::try_from(mean.view([-1])).expect("mean");
+    (mean, v)
+}
+
+/// Gaussian blobs for the detectors' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use rand::{SeedableRng, rngs::StdRng};
+    use rand_distr::{Distribution, Normal};
+
+    /// Two classes of `n` points in 16 dimensions, N(0, 1) around their centres (class 1 at
+    /// 3 along the last axis); a share `poison` of class 0 moved `shift` along one direction.
+    /// Returns (features, labels, poisoned indices).
+    pub fn blobs(
+        n: usize,
+        poison: f64,
+        shift: f32,
+        seed: u64,
+    ) -> (Vec<Vec<f32>>, Vec<i64>, Vec<usize>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, 1.0).unwrap();
+        let dir: Vec<f32> = (0..16).map(|j| if j < 4 { 0.5 } else { 0.0 }).collect();
+        let k = (poison * n as f64).round() as usize;
+        let (mut features, mut labels, mut poisoned) = (Vec::new(), Vec::new(), Vec::new());
+        for class in 0..2i64 {
+            for i in 0..n {
+                let mut x: Vec<f32> = (0..16).map(|_| normal.sample(&mut rng)).collect();
+                if class == 1 {
+                    x[15] += 3.0;
+                }
+                if class == 0 && i < k {
+                    x.iter_mut().zip(&dir).for_each(|(v, d)| *v += shift * d);
+                    poisoned.push(features.len());
+                }
+                features.push(x);
+                labels.push(class);
+            }
+        }
+        (features, labels, poisoned)
+    }
+}

@@ -29,7 +29,7 @@ pub fn pretrain(
     } else {
         ctx.dataset(&p.data, opts.data_root.as_deref(), seed)?
     };
-    let net = crate::models::with_torch_rng(Some(seed ^ 0x7072), || {
+    let net = crate::models::with_torch_rng(Some(seed ^ crate::seed::stream::PRETRAIN), || {
         exp.model.recipe().build(
             ds.train.num_classes(),
             ds.train.channels,

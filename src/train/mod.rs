@@ -138,7 +138,7 @@ pub fn fit(
         .map(|v| DeviceSet::new(v, device));
     let mut opt = optimizer(net, cfg)?;
     let mut rng = StdRng::seed_from_u64(seed);
-    crate::models::layers::seed_dropout(seed ^ 0x64726f70);
+    crate::models::layers::seed_dropout(seed ^ crate::seed::stream::DROPOUT);
     let prox = objective.proximal.filter(|p| p.mu > 0.0);
     let mut order: Vec<i64> = (0..data.len as i64).collect();
     let mut history = Vec::with_capacity(cfg.epochs);
@@ -156,7 +156,7 @@ pub fn fit(
                     // Eval mode: the attack's forward passes must not move batch-norm statistics.
                     let model = |t: &Tensor| net.forward_t(&prep.apply(t), false);
                     let attack_seed =
-                        seed ^ (batches_done as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                        crate::seed::item(seed, batches_done as u64, crate::seed::step::GOLDEN64);
                     let adv = a.attack().generate(&model, &x, &y, attack_seed);
                     (Tensor::cat(&[&x, &adv], 0), Tensor::cat(&[&y, &y], 0))
                 }

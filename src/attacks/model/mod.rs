@@ -105,7 +105,11 @@ impl ModelPoisoning {
                         ModelPoisoning::GaussianNoise { sigma } => gaussian_noise::craft(
                             d.len(),
                             *sigma,
-                            seed ^ (updates[i].client as u64).wrapping_mul(0x9E37_79B9),
+                            crate::seed::item(
+                                seed,
+                                updates[i].client as u64,
+                                crate::seed::step::GOLDEN32,
+                            ),
                         ),
                         ModelPoisoning::Alie { .. } => unreachable!("handled above"),
                     })

@@ -131,7 +131,7 @@ impl RobustRule for DpFedAvg {
                 vector::add_gaussian_to(
                     d,
                     sigma,
-                    ctx.seed ^ (i as u64 + 1).wrapping_mul(0x9E37),
+                    crate::seed::item(ctx.seed, i as u64 + 1, crate::seed::step::GOLDEN16),
                     ctx.trainable,
                 );
             }

@@ -27,7 +27,8 @@
 //! Over 500 lines on purpose: the paper's seven equations with their hand-computed tests; the last 145 lines are its tests.
 
 use super::fedavg::WeightedMean;
-use super::{kmeans, require};
+use super::require;
+use crate::cluster as kmeans;
 use crate::error::Result;
 use crate::federated::strategy::{Aggregate, Aggregation, ClientUpdate, Flag, RobustRule, RoundContext, RuleStatus, Score};
 use crate::vector;

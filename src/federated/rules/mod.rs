@@ -7,8 +7,6 @@
 //! n ≥ 2f + 3, Bulyan n ≥ 4f + 3, …) fails the round with an error naming it; none falls back
 //! to another rule.
 
-pub mod kmeans;
-
 use super::strategy::Strategy;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

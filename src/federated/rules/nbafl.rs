@@ -144,7 +144,7 @@ impl RobustRule for Nbafl {
             vector::add_gaussian_to(
                 &mut w,
                 sigma_up,
-                ctx.seed ^ (i as u64 + 1).wrapping_mul(0x9E37),
+                crate::seed::item(ctx.seed, i as u64 + 1, crate::seed::step::GOLDEN16),
                 ctx.trainable,
             );
             uploads.push(w);

@@ -1,5 +1,5 @@
-//! K-means (Lloyd's algorithm, k-means++ seeding) over a handful of very long vectors: the
-//! clients' models. Deterministic for a given seed.
+//! K-means (Lloyd's algorithm, k-means++ seeding) over long vectors: the clients' models (MAD),
+//! a class's reduced activations (Activation Clustering). Deterministic for a given seed.
 
 use crate::vector;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
