@@ -47,6 +47,9 @@ pub struct Experiment {
     /// Grad-CAM inspection of the trained model on clean and triggered inputs (backdoor runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradcam: Option<crate::defenses::gradcam::GradCamConfig>,
+    /// Backdoor defenses beyond aggregation: screening the training data, checking inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defense: Option<crate::defenses::DefenseConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
@@ -153,6 +156,21 @@ impl Experiment {
             }
             if let Some(g) = &self.gradcam {
                 g.validate()?;
+            }
+            if let Some(d) = &self.defense {
+                d.validate()?;
+                if self.federation.is_some() {
+                    return Err(Error::param(
+                        "defense",
+                        "screens a centralized training set; federated runs do not take it yet",
+                    ));
+                }
+                if d.input.is_some() && !matches!(self.attack, Some(Poisoning::Backdoor(_))) {
+                    return Err(Error::param(
+                        "defense.input",
+                        "needs a backdoor `[attack]`: it is scored on triggered test images",
+                    ));
+                }
             }
             self.train.validate("train")?;
             self.model.fine_tune()?;

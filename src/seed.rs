@@ -38,11 +38,13 @@ pub mod stream {
     pub const PRETRAIN: u64 = 0x7072;
     /// Dropout masks of a training (`seed ^ DROPOUT`).
     pub const DROPOUT: u64 = 0x6472_6f70;
+    /// STRIP's choice of test images and of the clean images blended with each input.
+    pub const STRIP: u64 = 0x7374_7270;
     /// The per-class cap of the test split (`seed ^ TEST_CAP`; the training split's uses the seed).
     pub const TEST_CAP: u64 = 1;
 
     /// Every tag, for the distinctness test.
-    pub const ALL: [u64; 17] = [
+    pub const ALL: [u64; 18] = [
         POISON,
         SERVER_IMAGES,
         ADAPTATION,
@@ -60,6 +62,7 @@ pub mod stream {
         PRETRAIN,
         DROPOUT,
         TEST_CAP,
+        STRIP,
     ];
 }
 

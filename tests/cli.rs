@@ -443,3 +443,48 @@ fn backbone_learns_from_the_images_the_experiment_leaves_out() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn defenses_screen_the_data_retrain_and_check_inputs() {
+    let dir = tmp("defense");
+    let text = TINY
+        .replace("rate = 0.1", "rate = 0.2")
+        .replace("epochs = 2", "epochs = 3")
+        + "[defense.data]\nkind = \"spectral_signatures\"\nexpected_poison = 0.2\n\
+           [defense.input]\nkind = \"strip\"\nsuperimpositions = 16\nsamples = 24\n";
+    let cfg = write(&dir, "defense.toml", &text);
+    let s = run_tiny(&cfg, &dir.join("o"));
+    let d = &s["defense"]["data"];
+    assert_eq!(d["method"], "spectral_signatures");
+    // 1.5 · ε · n removed per label, over the (poisoned) training split.
+    let of = d["of"].as_u64().unwrap();
+    let flagged = d["flagged"].as_u64().unwrap();
+    assert!(flagged > 0 && flagged < of, "{d}");
+    for k in ["tpr", "fpr", "retrained_clean_accuracy", "retrained_asr"] {
+        let v = d[k].as_f64().unwrap_or_else(|| panic!("{k}: {d}"));
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    let i = &s["defense"]["input"];
+    let auroc = i["auroc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&auroc), "{i}");
+    assert!(i["mean_clean_entropy"].as_f64().unwrap() >= 0.0);
+    let results = std::fs::read_to_string(dir.join("o/results.csv")).unwrap();
+    assert!(
+        results
+            .lines()
+            .next()
+            .unwrap()
+            .contains("defense_tpr,defense_fpr,retrained_asr,strip_auroc")
+    );
+    // Not for federations yet: a named error, not a silent skip.
+    let fed = write(
+        &dir,
+        "fed_defense.toml",
+        &(text + "[federation]\nclients = 2\nrounds = 1\n"),
+    );
+    fails_with(
+        &["run", fed.to_str().unwrap()],
+        &["fed_defense.toml", "`defense`"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -15,11 +15,119 @@ pub mod gradcam;
 pub mod spectral_signatures;
 pub mod strip;
 
-use serde::Serialize;
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+/// `[defense]` in an experiment file: the hospital's checks of its own training data (and
+/// retraining without what they flag) and of incoming inputs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DefenseConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataDefense>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputDefense>,
+}
+
+/// `[defense.data]`: a detector of poisoned training samples.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataDefense {
+    ActivationClustering(activation_clustering::ActivationClustering),
+    SpectralSignatures(spectral_signatures::SpectralSignatures),
+}
+
+/// `[defense.input]`: a detector of triggered inputs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputDefense {
+    Strip(strip::Strip),
+}
+
+impl DefenseConfig {
+    pub fn validate(&self) -> Result<()> {
+        match &self.data {
+            Some(DataDefense::ActivationClustering(a)) => a.validate()?,
+            Some(DataDefense::SpectralSignatures(s)) => s.validate()?,
+            None => {}
+        }
+        match &self.input {
+            Some(InputDefense::Strip(s)) => s.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl DataDefense {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataDefense::ActivationClustering(_) => "activation_clustering",
+            DataDefense::SpectralSignatures(_) => "spectral_signatures",
+        }
+    }
+
+    /// Flags training samples from their representations.
+    pub fn detect(&self, features: &[Vec<f32>], labels: &[i64], seed: u64) -> Detection {
+        match self {
+            DataDefense::ActivationClustering(a) => a.detect(features, labels, seed),
+            DataDefense::SpectralSignatures(s) => s.detect(features, labels),
+        }
+    }
+}
+
+/// What a model makes of each image just before its last layer (the last hidden
+/// representation, which Activation Clustering and Spectral Signatures read).
+pub fn representations(
+    net: &crate::models::Net,
+    set: &crate::data::ImageSet,
+    norm: &crate::data::normalize::Normalizer,
+) -> Vec<Vec<f32>> {
+    let device = net.vs.device();
+    let prep = norm.on(net.in_channels, device);
+    let mut out = Vec::with_capacity(set.len());
+    let x = set.to_tensor();
+    for start in (0..set.len() as i64).step_by(128) {
+        let len = 128.min(set.len() as i64 - start);
+        let batch = prep.apply(&x.narrow(0, start, len).to_device(device));
+        let f = tch::no_grad(|| net.penultimate_t(&batch, false)).flatten(1, -1);
+        let d = f.size()[1] as usize;
+        let flat = Vec::<f32>::try_from(f.to_device(tch::Device::Cpu).contiguous().view([-1]))
+            .expect("features");
+        out.extend(flat.chunks(d).map(<[f32]>::to_vec));
+    }
+    out
+}
+
+/// What `[defense]` found in one cell (`summary.json` → `defense`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DefenseSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataDefenseReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<strip::StripReport>,
+}
+
+/// A data-level detector on the poisoned training set, and the model retrained without what it
+/// flagged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataDefenseReport {
+    pub method: String,
+    /// Training samples flagged, of all.
+    pub flagged: usize,
+    pub of: usize,
+    /// Poisoned samples flagged, and clean samples flagged (against the known poisoned set).
+    pub tpr: Option<f64>,
+    pub fpr: Option<f64>,
+    pub auroc: Option<f64>,
+    pub classes: Vec<ClassVerdict>,
+    /// The model trained again, from the same start, on the samples kept.
+    pub retrained_clean_accuracy: f64,
+    pub retrained_asr: Option<f64>,
+}
+
 /// A data-level detector's verdict on one class.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClassVerdict {
     pub class: i64,
     pub size: usize,

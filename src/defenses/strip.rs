@@ -5,8 +5,8 @@
 //! the mean entropy over its N blends falls below a threshold set on the defender's clean
 //! held-out inputs at a chosen false-rejection rate (the paper: N = 100, FRR 1%).
 //!
-//! Blending: the pixel-wise mean of the two images (the paper adds them; the mean keeps the
-//! blend within [0, 1], where the model was trained). Entropy in bits.
+//! Blending as in the paper: the two images added, saturating at white (clipped to [0, 1]) —
+//! a bright trigger survives it at full strength. Entropy in bits.
 
 use crate::attacks::evasion::Logits;
 use crate::error::{Error, Result};
@@ -24,6 +24,14 @@ pub struct Strip {
     /// Share of clean inputs the threshold may reject.
     #[serde(default = "one_percent")]
     pub frr: f64,
+    /// Test images checked, clean and triggered (each costs `superimpositions` forward passes);
+    /// 0: all.
+    #[serde(default = "two_hundred")]
+    pub samples: usize,
+}
+
+fn two_hundred() -> usize {
+    200
 }
 
 fn hundred() -> usize {
@@ -38,6 +46,7 @@ impl Default for Strip {
         Strip {
             superimpositions: hundred(),
             frr: one_percent(),
+            samples: two_hundred(),
         }
     }
 }
@@ -96,7 +105,7 @@ impl Strip {
                     .collect();
                 let others = held_out
                     .index_select(0, &Tensor::from_slice(&picks).to_device(held_out.device()));
-                let blends = (others + inputs.get(i).unsqueeze(0)) * 0.5;
+                let blends = (others + inputs.get(i).unsqueeze(0)).clamp(0.0, 1.0);
                 let p = tch::no_grad(|| model(&blends)).softmax(-1, Kind::Double);
                 let h = -(&p * (&p + 1e-12).log2()).sum_dim_intlist(-1, false, Kind::Double);
                 h.mean(Kind::Double).double_value(&[])
@@ -144,7 +153,7 @@ mod tests {
                 .mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
         let mean = x.mean_dim(&[1i64, 2, 3][..], false, Kind::Float);
         let cls = ((mean * 400.0).floor().remainder(4.0)).to_kind(Kind::Int64);
-        let backdoored = patch.gt(0.7);
+        let backdoored = patch.gt(0.9);
         let target = Tensor::full([n], 3, (Kind::Int64, Device::Cpu));
         let chosen = target.where_self(&backdoored, &cls);
         let scale = Tensor::full([n], 0.5, (Kind::Float, Device::Cpu)).where_self(
@@ -171,6 +180,7 @@ mod tests {
         let strip = Strip {
             superimpositions: 30,
             frr: 0.05,
+            samples: 0,
         };
         let model: &Logits = &patch_model;
         let h_clean = strip.entropies(model, &clean, &held, 1);

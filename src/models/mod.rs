@@ -378,11 +378,26 @@ impl Net {
             // No split is known: the "features" are the input itself.
             return s.forward_t(features, train);
         }
-        let z = match self.neck {
+        self.classifier.forward_t(&self.neck_t(features), train)
+    }
+
+    fn neck_t(&self, features: &Tensor) -> Tensor {
+        match self.neck {
             Neck::Flatten => features.flatten(1, -1),
             Neck::AvgPool(n) => features.adaptive_avg_pool2d([n, n]).flatten(1, -1),
-        };
-        self.classifier.forward_t(&z, train)
+        }
+    }
+
+    /// The last hidden representation: what the classifier's final layer receives (the
+    /// activations data-level backdoor detectors read). A TorchScript module, whose layers are
+    /// not known, gives its logits.
+    pub fn penultimate_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if self.script.is_some() {
+            return self.forward_t(x, train);
+        }
+        let z = self.neck_t(&self.features_t(x, train));
+        let last = self.classifier.0.len().saturating_sub(1);
+        self.classifier.forward_range_t(&z, 0..last, train)
     }
 
     /// Logits for an (N, C, H, W) batch already normalized and with the model's channel count.

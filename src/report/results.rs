@@ -25,7 +25,7 @@ pub fn one_line(s: &Summary) -> String {
 
 // No timings here: a resumed sweep must write the same table as an uninterrupted one
 // (`elapsed_s` stays in each cell's summary.json).
-const RESULT_COLUMNS: [&str; 23] = [
+const RESULT_COLUMNS: [&str; 27] = [
     "cell",
     "model",
     "fine_tune",
@@ -48,6 +48,10 @@ const RESULT_COLUMNS: [&str; 23] = [
     "first_exclusion_round",
     "gradcam_auroc",
     "clean_check_flagged",
+    "defense_tpr",
+    "defense_fpr",
+    "retrained_asr",
+    "strip_auroc",
     "seed",
 ];
 
@@ -60,6 +64,7 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
         .map(|s| {
             let mut r = crate::io::param_values(&param_keys, &s.params);
             let fed = s.federation.as_ref();
+            let data_defense = s.defense.as_ref().and_then(|d| d.data.as_ref());
             r.extend([
                 s.cell.clone(),
                 s.model.clone(),
@@ -98,6 +103,13 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
                 s.clean_check_flagged
                     .map(|b| b.to_string())
                     .unwrap_or_default(),
+                f(data_defense.and_then(|d| d.tpr)),
+                f(data_defense.and_then(|d| d.fpr)),
+                f(data_defense.and_then(|d| d.retrained_asr)),
+                f(s.defense
+                    .as_ref()
+                    .and_then(|d| d.input.as_ref())
+                    .and_then(|i| i.auroc)),
                 s.seed.to_string(),
             ]);
             r

@@ -44,6 +44,9 @@ pub struct Summary {
     /// Grad-CAM trigger detection and localization (with `[gradcam]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradcam: Option<crate::defenses::gradcam::GradCamSummary>,
+    /// What `[defense]` found (data screening with retraining, input checking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defense: Option<crate::defenses::DefenseSummary>,
     pub precision_macro: f64,
     pub recall_macro: f64,
     pub test_loss: f64,

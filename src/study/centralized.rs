@@ -96,5 +96,6 @@ pub(super) fn train_and_evaluate(
         train_size: train_set.len(),
         val_size: val_set.len(),
         train_s,
+        sets: Some((train_set, val_set)),
     })
 }

@@ -273,5 +273,6 @@ pub(super) fn federated_outcome(
         train_size,
         val_size,
         train_s,
+        sets: None,
     })
 }

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 mod backbone;
 mod centralized;
+mod defense;
 mod evasion;
 mod federation;
 mod schedule;
@@ -64,6 +65,9 @@ struct Outcome {
     val_size: usize,
     /// Seconds spent training (centralized epochs or federated rounds), without evaluation.
     train_s: f64,
+    /// Centralized: the (poisoned) training set and the clean validation split, for the
+    /// data and input defenses.
+    sets: Option<(ImageSet, ImageSet)>,
 }
 
 /// Loaded datasets shared by the cells of one invocation.
@@ -308,6 +312,18 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
         let m = metrics::confusion_matrix(p, &ds.test.labels, ds.test.num_classes());
         report::write_confusion(&dir.join("confusion_triggered.csv"), &ds.test.classes, &m)?;
     }
+    let defense = match &exp.defense {
+        Some(d) => Some(defense::run(
+            exp,
+            &ds,
+            backbone.as_deref(),
+            &out,
+            probe,
+            d,
+            label,
+        )?),
+        None => None,
+    };
     let gradcam = match (&exp.gradcam, probe) {
         (Some(g), Some(b)) => {
             let client_sets: Vec<_> = out
@@ -358,6 +374,7 @@ pub fn run_cell(cell: &Cell, ctx: &mut Context, opts: &RunOptions, label: &str) 
             .zip(baseline_accuracy)
             .map(|(t, b)| metrics::clean_check(b, out.clean.accuracy, t)),
         gradcam,
+        defense,
         precision_macro: out.clean.precision_macro,
         recall_macro: out.clean.recall_macro,
         test_loss: out.test_loss,

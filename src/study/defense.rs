@@ -1,0 +1,158 @@
+//! `[defense]` on a centralized cell, after the (poisoned) model is trained:
+//! - data: the detector reads the trained model's representations of its training images,
+//!   flags samples (scored against the known poisoned ones: TPR, FPR, AUROC), and the model is
+//!   trained again from the same start on the samples kept (clean accuracy, ASR after);
+//! - input: STRIP on test images, clean and triggered, with the threshold set on the clean
+//!   validation split (the defender's own held-out data).
+
+use super::*;
+use crate::defenses::strip::{Strip, StripReport};
+use crate::defenses::{
+    DataDefense, DataDefenseReport, DefenseConfig, DefenseSummary, InputDefense,
+};
+
+pub(super) fn run(
+    exp: &Experiment,
+    ds: &Arc<Dataset>,
+    backbone: Option<&Path>,
+    out: &Outcome,
+    probe: Option<&Backdoor>,
+    cfg: &DefenseConfig,
+    label: &str,
+) -> Result<DefenseSummary> {
+    let (train_set, val_set) = out
+        .sets
+        .as_ref()
+        .ok_or_else(|| Error::param("defense", "needs a centralized run"))?;
+    let data = match &cfg.data {
+        Some(d) => Some(screen(exp, ds, backbone, out, train_set, probe, d, label)?),
+        None => None,
+    };
+    let input = match (&cfg.input, probe) {
+        (Some(InputDefense::Strip(s)), Some(b)) => Some(strip(exp, ds, out, val_set, b, s, label)),
+        _ => None,
+    };
+    Ok(DefenseSummary { data, input })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn screen(
+    exp: &Experiment,
+    ds: &Arc<Dataset>,
+    backbone: Option<&Path>,
+    out: &Outcome,
+    train_set: &ImageSet,
+    probe: Option<&Backdoor>,
+    d: &DataDefense,
+    label: &str,
+) -> Result<DataDefenseReport> {
+    let start = Instant::now();
+    let features = crate::defenses::representations(&out.net, train_set, &out.norm);
+    let detection = d.detect(&features, &train_set.labels, exp.seed);
+    let poisoned = out
+        .poison
+        .as_ref()
+        .map(|p| p.indices.clone())
+        .unwrap_or_default();
+    let (tpr, fpr) = detection.rates(&poisoned);
+    let auroc = detection.auroc(&poisoned);
+    let kept = detection.kept();
+    progress::status(format!(
+        "{label}: {} flags {} of {} training images (TPR {}, FPR {}) in {:.1}s; training again on the {} kept",
+        d.name(),
+        train_set.len() - kept.len(),
+        train_set.len(),
+        pct(tpr),
+        pct(fpr),
+        start.elapsed().as_secs_f64(),
+        kept.len()
+    ));
+    // The same start and settings as the screened model, on the kept samples only.
+    let (net, _) = initial_net(exp, ds, backbone)?;
+    let kept_set = train_set.subset(&kept);
+    fit_with_bar(
+        &net,
+        &kept_set,
+        None,
+        &out.norm,
+        &exp.train,
+        &exp.data.augment,
+        exp.seed,
+        &format!("{label} · retrained after {}", d.name()),
+    )?;
+    let (_, pred) = train::evaluate(&net, &ds.test, &out.norm);
+    let retrained_asr = match probe {
+        Some(b) => {
+            let tp = train::evaluate(&net, &b.trigger.apply_all(&ds.test), &out.norm).1;
+            Some(asr_of(b, ds, &tp, exp.metrics.asr_exclude_target)?.rate())
+        }
+        None => None,
+    };
+    Ok(DataDefenseReport {
+        method: d.name().into(),
+        flagged: train_set.len() - kept.len(),
+        of: train_set.len(),
+        tpr,
+        fpr,
+        auroc,
+        classes: detection.classes,
+        retrained_clean_accuracy: metrics::accuracy(&pred, &ds.test.labels),
+        retrained_asr,
+    })
+}
+
+fn strip(
+    exp: &Experiment,
+    ds: &Dataset,
+    out: &Outcome,
+    val_set: &ImageSet,
+    b: &Backdoor,
+    s: &Strip,
+    label: &str,
+) -> StripReport {
+    let start = Instant::now();
+    let test = if s.samples > 0 && s.samples < ds.test.len() {
+        let mut idx = rand::seq::index::sample(
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(stream_seed(exp, 0)),
+            ds.test.len(),
+            s.samples,
+        )
+        .into_vec();
+        idx.sort_unstable();
+        ds.test.subset(&idx)
+    } else {
+        ds.test.clone()
+    };
+    let device = out.net.vs.device();
+    let model = crate::attacks::evasion::logits_of(&out.net, &out.norm, ds.train.channels);
+    let (held, clean, triggered) = (
+        val_set.to_tensor().to_device(device),
+        test.to_tensor().to_device(device),
+        b.trigger.apply_all(&test).to_tensor().to_device(device),
+    );
+    // The held-out set's own entropies (each blended with images of the same set) set the
+    // threshold; test inputs, clean and triggered, draw the same blends.
+    let h_held = s.entropies(&*model, &held, &held, stream_seed(exp, 1));
+    let h_clean = s.entropies(&*model, &clean, &held, stream_seed(exp, 2));
+    let h_trig = s.entropies(&*model, &triggered, &held, stream_seed(exp, 2));
+    let r = s.report(&h_held, &h_clean, &h_trig);
+    progress::status(format!(
+        "{label}: STRIP on {} test images: AUROC {}, FRR {:.2}%, FAR {:.2}% (entropy clean {:.3}, triggered {:.3} bits) in {:.1}s",
+        test.len(),
+        r.auroc.map_or("-".into(), |a| format!("{a:.3}")),
+        100.0 * r.frr,
+        100.0 * r.far,
+        r.mean_clean_entropy,
+        r.mean_triggered_entropy,
+        start.elapsed().as_secs_f64()
+    ));
+    r
+}
+
+fn stream_seed(exp: &Experiment, i: u64) -> u64 {
+    crate::seed::mix(exp.seed, crate::seed::stream::STRIP, i)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{:.1}%", 100.0 * x))
+}
