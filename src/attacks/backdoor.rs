@@ -16,8 +16,13 @@ pub enum Pattern {
     Solid,
     /// Alternating `value` and `1 - value`, starting with `value` at the top-left.
     Checkerboard,
-    /// A fixed pseudo-random pattern in [0, 1] drawn from `seed`.
+    /// A fixed pseudo-random pattern in [0, 1] drawn from `seed` (Blended, Chen et al. 2017,
+    /// when it covers the whole image at `alpha` = 0.2).
     Random,
+    /// SIG (Barni et al. 2019): a horizontal sinusoid v(j) = `value`·sin(2π·j·`frequency`/size)
+    /// added to the pixels (clipped to [0, 1]) rather than pasted; the paper: Δ = 20/255,
+    /// f = 6, over the whole image, poisoning target-class images only without relabelling.
+    Sinusoid,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
@@ -55,6 +60,9 @@ pub struct Trigger {
     pub margin: usize,
     /// Blending: pixel = (1 − alpha)·pixel + alpha·trigger; 1 pastes the trigger.
     pub alpha: f32,
+    /// Periods across the trigger of the `sinusoid` pattern.
+    #[serde(skip_serializing_if = "is_six")]
+    pub frequency: f32,
     /// Seeds the random pattern and per-image positions.
     pub seed: u64,
 }
@@ -69,9 +77,15 @@ impl Default for Trigger {
             corner: Corner::BottomRight,
             margin: 2,
             alpha: 1.0,
+            frequency: 6.0,
             seed: 0,
         }
     }
+}
+
+// Settings of older files serialize as before (their cache keys stay).
+fn is_six(f: &f32) -> bool {
+    *f == 6.0
 }
 
 impl Trigger {
@@ -88,6 +102,12 @@ impl Trigger {
                     "{} with `trigger.margin` {} does not fit a {width}×{height} image ({:?} placement)",
                     self.size, self.margin, self.placement
                 ),
+            ));
+        }
+        if !(self.frequency > 0.0 && self.frequency.is_finite()) {
+            return Err(Error::param(
+                "trigger.frequency",
+                format!("must be > 0, got {}", self.frequency),
             ));
         }
         if !(0.0..=1.0).contains(&self.value) || !(0.0..=1.0).contains(&self.alpha) {
@@ -117,6 +137,12 @@ impl Trigger {
                 let mut rng = StdRng::seed_from_u64(self.seed ^ crate::seed::stream::TRIGGER);
                 (0..s * s).map(|_| rng.random::<f32>()).collect()
             }
+            Pattern::Sinusoid => (0..s * s)
+                .map(|i| {
+                    let j = (i % s) as f32;
+                    self.value * (2.0 * std::f32::consts::PI * j * self.frequency / s as f32).sin()
+                })
+                .collect(),
         }
     }
 
@@ -174,7 +200,11 @@ impl Trigger {
             for dy in 0..s {
                 for dx in 0..s {
                     let p = &mut img[c * height * width + (y + dy) * width + x + dx];
-                    *p = (1.0 - self.alpha) * *p + self.alpha * pattern[dy * s + dx];
+                    let t = pattern[dy * s + dx];
+                    *p = match self.pattern {
+                        Pattern::Sinusoid => (*p + self.alpha * t).clamp(0.0, 1.0),
+                        _ => (1.0 - self.alpha) * *p + self.alpha * t,
+                    };
                 }
             }
         }
@@ -322,6 +352,32 @@ mod tests {
             assert!((img[o + 6] - 0.2).abs() < 1e-6 && (img[o + 7] - 0.8).abs() < 1e-6);
             assert_eq!(img[o + 2], 0.5);
         }
+    }
+
+    #[test]
+    fn sig_adds_a_sinusoid_over_the_image() {
+        // Δ = 20/255, f = 3 periods across a 12-pixel-wide trigger; added, clipped to [0, 1].
+        let t = Trigger {
+            pattern: Pattern::Sinusoid,
+            value: 20.0 / 255.0,
+            frequency: 3.0,
+            size: 12,
+            margin: 0,
+            ..Default::default()
+        };
+        let v = t.pixels();
+        let delta = 20.0 / 255.0;
+        // f = 3 over 12 columns: period 4; column 1 at +Δ, column 3 at −Δ.
+        assert!(v[0].abs() < 1e-6 && (v[1] - delta).abs() < 1e-6 && (v[3] + delta).abs() < 1e-6);
+        assert!((0..12).all(|row| (v[row * 12 + 1] - delta).abs() < 1e-6), "rows alike");
+        let mut img = vec![0.5f32; 144];
+        img[3] = 0.01;
+        t.stamp(&mut img, 1, 12, 12, 0);
+        assert!((img[1] - (0.5 + delta)).abs() < 1e-6);
+        assert_eq!(img[3], 0.0, "clipped at black");
+        assert!(t.validate(12, 12).is_ok());
+        let bad = Trigger { frequency: 0.0, ..t };
+        assert!(bad.validate(12, 12).unwrap_err().to_string().contains("trigger.frequency"));
     }
 
     #[test]
