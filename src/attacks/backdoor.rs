@@ -369,15 +369,26 @@ mod tests {
         let delta = 20.0 / 255.0;
         // f = 3 over 12 columns: period 4; column 1 at +Δ, column 3 at −Δ.
         assert!(v[0].abs() < 1e-6 && (v[1] - delta).abs() < 1e-6 && (v[3] + delta).abs() < 1e-6);
-        assert!((0..12).all(|row| (v[row * 12 + 1] - delta).abs() < 1e-6), "rows alike");
+        assert!(
+            (0..12).all(|row| (v[row * 12 + 1] - delta).abs() < 1e-6),
+            "rows alike"
+        );
         let mut img = vec![0.5f32; 144];
         img[3] = 0.01;
         t.stamp(&mut img, 1, 12, 12, 0);
         assert!((img[1] - (0.5 + delta)).abs() < 1e-6);
         assert_eq!(img[3], 0.0, "clipped at black");
         assert!(t.validate(12, 12).is_ok());
-        let bad = Trigger { frequency: 0.0, ..t };
-        assert!(bad.validate(12, 12).unwrap_err().to_string().contains("trigger.frequency"));
+        let bad = Trigger {
+            frequency: 0.0,
+            ..t
+        };
+        assert!(
+            bad.validate(12, 12)
+                .unwrap_err()
+                .to_string()
+                .contains("trigger.frequency")
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!
 //! Stateful rules (MAD's trust, FoolsGold's history, DP accountants) expose their state through
 //! [`Federation::rule_state`] and take it back with [`Federation::restore_rule_state`].
+//!
+//! About 500 lines on purpose: the whole round API, with its documentation, in one place.
 
 use super::client::{Client, FitResult, Shared};
 use super::sampling::Sampling;
