@@ -71,6 +71,9 @@ enum Command {
         out: PathBuf,
         #[arg(long)]
         data_root: Option<PathBuf>,
+        /// The grid cell whose `[pretrain]` to use, as in `run --only` (default: the first).
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Dataset utilities.
     Data {
@@ -267,8 +270,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             experiment,
             out,
             data_root,
+            only,
         } => {
-            let cells = config::load(&experiment)?;
+            let cells = config::select(config::load(&experiment)?, &only, &experiment)?;
             let cell = cells
                 .first()
                 .context("the experiment file has no runs")?

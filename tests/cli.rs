@@ -361,6 +361,32 @@ fn bad_inputs_are_named_errors() {
         &["run", dir.join("missing.toml").to_str().unwrap()],
         &["missing.toml"],
     );
+    // `pretrain --only` picks a grid cell like `run --only`; none matching is an error.
+    fails_with(
+        &[
+            "pretrain",
+            impossible
+                .to_str()
+                .unwrap()
+                .replace("rate.toml", "unknown.toml")
+                .as_str(),
+            "--out",
+            dir.join("w.safetensors").to_str().unwrap(),
+        ],
+        &["unknown.toml", "learning_rate"],
+    );
+    let plain = write(&dir, "plain.toml", TINY);
+    fails_with(
+        &[
+            "pretrain",
+            plain.to_str().unwrap(),
+            "--out",
+            dir.join("w.safetensors").to_str().unwrap(),
+            "--only",
+            "seed=9",
+        ],
+        &["no cell of", "plain.toml", "seed=9"],
+    );
     let folder = write(
         &dir,
         "folder.toml",
