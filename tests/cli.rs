@@ -477,7 +477,8 @@ fn defenses_screen_the_data_retrain_and_check_inputs() {
         .replace("rate = 0.1", "rate = 0.2")
         .replace("epochs = 2", "epochs = 3")
         + "[defense.data]\nkind = \"spectral_signatures\"\nexpected_poison = 0.2\n\
-           [defense.input]\nkind = \"strip\"\nsuperimpositions = 16\nsamples = 24\n";
+           [defense.input]\nkind = \"strip\"\nsuperimpositions = 16\nsamples = 24\n\
+           [defense.model]\nkind = \"fine_pruning\"\nstep = 0.1\nepochs = 1\n";
     let cfg = write(&dir, "defense.toml", &text);
     let s = run_tiny(&cfg, &dir.join("o"));
     let d = &s["defense"]["data"];

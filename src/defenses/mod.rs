@@ -8,9 +8,11 @@
 //! - Data-level detection, from a model's representations of its training images:
 //!   [`activation_clustering`], [`spectral_signatures`].
 //! - Input-level detection: [`strip`].
+//! - Model repair: [`fine_pruning`].
 
 pub mod activation_clustering;
 pub mod adaptation;
+pub mod fine_pruning;
 pub mod gradcam;
 pub mod spectral_signatures;
 pub mod strip;
@@ -28,6 +30,15 @@ pub struct DefenseConfig {
     pub data: Option<DataDefense>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<InputDefense>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelDefense>,
+}
+
+/// `[defense.model]`: a repair of the trained model with the defender's clean data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelDefense {
+    FinePruning(fine_pruning::FinePruning),
 }
 
 /// `[defense.data]`: a detector of poisoned training samples.
@@ -51,6 +62,9 @@ impl DefenseConfig {
             Some(DataDefense::ActivationClustering(a)) => a.validate()?,
             Some(DataDefense::SpectralSignatures(s)) => s.validate()?,
             None => {}
+        }
+        if let Some(ModelDefense::FinePruning(f)) = &self.model {
+            f.validate()?;
         }
         match &self.input {
             Some(InputDefense::Strip(s)) => s.validate(),
@@ -106,6 +120,20 @@ pub struct DefenseSummary {
     pub data: Option<DataDefenseReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<strip::StripReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelDefenseReport>,
+}
+
+/// A repaired model: after pruning, and after fine-tuning the pruned model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelDefenseReport {
+    pub method: String,
+    /// Share of the last feature map's channels pruned.
+    pub pruned: f64,
+    pub pruned_clean_accuracy: f64,
+    pub pruned_asr: Option<f64>,
+    pub clean_accuracy: f64,
+    pub asr: Option<f64>,
 }
 
 /// A data-level detector on the poisoned training set, and the model retrained without what it

@@ -222,6 +222,9 @@ pub struct Net {
     head_prefix: String,
     /// A TorchScript model: the whole forward pass (`features` and `classifier` are empty).
     script: Option<torchscript::Script>,
+    /// Channels of the last feature map kept (1) or pruned (0), shape (1, C, 1, 1): pruning
+    /// that training cannot undo, since a pruned channel passes no gradient (Fine-Pruning).
+    channel_mask: Option<Tensor>,
 }
 
 impl Net {
@@ -291,6 +294,7 @@ impl Net {
             classifier,
             head_prefix: arch.head_prefix().to_string(),
             script: None,
+            channel_mask: None,
         })
     }
 
@@ -316,6 +320,7 @@ impl Net {
             classifier: Seq::default(),
             head_prefix: format!("{head}."),
             script: Some(script),
+            channel_mask: None,
         })
     }
 
@@ -324,9 +329,23 @@ impl Net {
         &self.head_prefix
     }
 
-    /// The last feature map (before the neck).
+    /// The last feature map (before the neck), pruned channels zeroed.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.features.forward_t(&self.layout(x), train)
+        let f = self.features.forward_t(&self.layout(x), train);
+        match &self.channel_mask {
+            Some(m) => f * m,
+            None => f,
+        }
+    }
+
+    /// Prunes the last feature map's channels where `keep` is false (None: none pruned).
+    pub fn set_channel_mask(&mut self, keep: Option<&[bool]>) {
+        self.channel_mask = keep.map(|k| {
+            let v: Vec<f32> = k.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+            Tensor::from_slice(&v)
+                .view([1, k.len() as i64, 1, 1])
+                .to_device(self.vs.device())
+        });
     }
 
     fn layout(&self, x: &Tensor) -> Tensor {
@@ -370,6 +389,10 @@ impl Net {
         let f = self
             .features
             .forward_range_t(map, k..self.features.0.len(), train);
+        let f = match &self.channel_mask {
+            Some(m) => f * m,
+            None => f,
+        };
         self.head_t(&f, train)
     }
 

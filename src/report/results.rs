@@ -25,7 +25,7 @@ pub fn one_line(s: &Summary) -> String {
 
 // No timings here: a resumed sweep must write the same table as an uninterrupted one
 // (`elapsed_s` stays in each cell's summary.json).
-const RESULT_COLUMNS: [&str; 27] = [
+const RESULT_COLUMNS: [&str; 28] = [
     "cell",
     "model",
     "fine_tune",
@@ -52,6 +52,7 @@ const RESULT_COLUMNS: [&str; 27] = [
     "defense_fpr",
     "retrained_asr",
     "strip_auroc",
+    "repaired_asr",
     "seed",
 ];
 
@@ -110,6 +111,10 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
                     .as_ref()
                     .and_then(|d| d.input.as_ref())
                     .and_then(|i| i.auroc)),
+                f(s.defense
+                    .as_ref()
+                    .and_then(|d| d.model.as_ref())
+                    .and_then(|m| m.asr)),
                 s.seed.to_string(),
             ]);
             r

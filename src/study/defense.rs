@@ -6,9 +6,11 @@
 //!   validation split (the defender's own held-out data).
 
 use super::*;
+use crate::defenses::fine_pruning::FinePruning;
 use crate::defenses::strip::{Strip, StripReport};
 use crate::defenses::{
-    DataDefense, DataDefenseReport, DefenseConfig, DefenseSummary, InputDefense,
+    DataDefense, DataDefenseReport, DefenseConfig, DefenseSummary, InputDefense, ModelDefense,
+    ModelDefenseReport,
 };
 
 pub(super) fn run(
@@ -32,7 +34,90 @@ pub(super) fn run(
         (Some(InputDefense::Strip(s)), Some(b)) => Some(strip(exp, ds, out, val_set, b, s, label)),
         _ => None,
     };
-    Ok(DefenseSummary { data, input })
+    let model = match &cfg.model {
+        Some(ModelDefense::FinePruning(f)) => Some(fine_prune(
+            exp, ds, backbone, out, val_set, probe, f, label,
+        )?),
+        None => None,
+    };
+    Ok(DefenseSummary { data, input, model })
+}
+
+/// Clean accuracy and ASR of a model on the test set.
+fn score(
+    exp: &Experiment,
+    ds: &Dataset,
+    net: &Net,
+    norm: &Normalizer,
+    probe: Option<&Backdoor>,
+) -> Result<(f64, Option<f64>)> {
+    let (_, pred) = train::evaluate(net, &ds.test, norm);
+    let asr = match probe {
+        Some(b) => {
+            let tp = train::evaluate(net, &b.trigger.apply_all(&ds.test), norm).1;
+            Some(asr_of(b, ds, &tp, exp.metrics.asr_exclude_target)?.rate())
+        }
+        None => None,
+    };
+    Ok((metrics::accuracy(&pred, &ds.test.labels), asr))
+}
+
+/// Fine-Pruning on a copy of the trained model, with the clean validation split as the
+/// defender's data (for choosing how far to prune, and for fine-tuning).
+#[allow(clippy::too_many_arguments)]
+fn fine_prune(
+    exp: &Experiment,
+    ds: &Arc<Dataset>,
+    backbone: Option<&Path>,
+    out: &Outcome,
+    clean: &ImageSet,
+    probe: Option<&Backdoor>,
+    f: &FinePruning,
+    label: &str,
+) -> Result<ModelDefenseReport> {
+    let start = Instant::now();
+    let (mut net, _) = initial_net(exp, ds, backbone)?;
+    crate::models::params::load(&net, &crate::models::params::flatten(&out.net))?;
+    let p = f.prune(&mut net, clean, &out.norm);
+    let pruned = p.keep.iter().filter(|k| !**k).count() as f64 / p.keep.len().max(1) as f64;
+    let (pruned_clean_accuracy, pruned_asr) = score(exp, ds, &net, &out.norm, probe)?;
+    let tune = crate::train::TrainConfig {
+        epochs: f.epochs,
+        lr: f.lr.unwrap_or(exp.train.lr / 10.0),
+        ..exp.train.clone()
+    };
+    if f.epochs > 0 {
+        fit_with_bar(
+            &net,
+            clean,
+            None,
+            &out.norm,
+            &tune,
+            &exp.data.augment,
+            exp.seed,
+            &format!("{label} · fine-tuning the pruned model"),
+        )?;
+    }
+    let (clean_accuracy, asr) = score(exp, ds, &net, &out.norm, probe)?;
+    progress::status(format!(
+        "{label}: fine-pruning pruned {:.0}% of the last layer's channels (clean validation accuracy {:.2}% → {:.2}%): test accuracy {:.2}%, ASR {}; after fine-tuning {:.2}%, ASR {} ({:.1}s)",
+        100.0 * pruned,
+        100.0 * p.accuracy_before,
+        100.0 * p.accuracy_after,
+        100.0 * pruned_clean_accuracy,
+        pct(pruned_asr),
+        100.0 * clean_accuracy,
+        pct(asr),
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(ModelDefenseReport {
+        method: "fine_pruning".into(),
+        pruned,
+        pruned_clean_accuracy,
+        pruned_asr,
+        clean_accuracy,
+        asr,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
