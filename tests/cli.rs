@@ -472,7 +472,7 @@ fn backbone_learns_from_the_images_the_experiment_leaves_out() {
 
 #[test]
 fn defenses_screen_the_data_retrain_and_check_inputs() {
-    let dir = tmp("defense");
+    let dir = tmp("backdoor-defenses");
     let text = TINY
         .replace("rate = 0.1", "rate = 0.2")
         .replace("epochs = 2", "epochs = 3")
@@ -502,6 +502,23 @@ fn defenses_screen_the_data_retrain_and_check_inputs() {
             .next()
             .unwrap()
             .contains("defense_tpr,defense_fpr,retrained_asr,strip_auroc")
+    );
+    let table = std::fs::read_to_string(dir.join("o/defenses_mean_std.csv")).unwrap();
+    let mut lines = table.lines();
+    let head = lines.next().unwrap();
+    assert!(
+        head.starts_with("attack,data_defense,seeds,clean_accuracy_mean"),
+        "{head}"
+    );
+    assert!(
+        head.contains("retrained_asr_mean") && head.contains("repaired_asr_std"),
+        "{head}"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("backdoor,spectral_signatures,1,")
     );
     // Not for federations yet: a named error, not a silent skip.
     let fed = write(

@@ -2,6 +2,7 @@
 //! defense decisions, evasion matrices — and, in the submodules, the summary schema, figures,
 //! repetition statistics, paper-vs-measured tables and sweep-level evasion tables.
 
+pub mod defense_table;
 pub mod evasion_figures;
 pub mod evasion_tables;
 pub mod figures;

@@ -123,6 +123,7 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
     crate::io::write_csv(&out.join("results.csv"), &header, &rows)?;
     crate::report::figures::sweep_figures(out, cells)?;
     crate::report::evasion_tables::write(out, cells)?;
+    crate::report::defense_table::write(out, cells)?;
     crate::report::rounds_figure::write(out, cells)?;
     let settings = crate::report::repetitions::settings(cells);
     if crate::report::repetitions::repeated(&settings) {
