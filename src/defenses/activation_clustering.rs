@@ -12,7 +12,7 @@
 //!
 //! On a clean class 2-means cuts one blob roughly in half, so nothing is flagged.
 
-use super::{ClassVerdict, Detection, pca};
+use super::{ClassVerdict, Detection, by_label, pca};
 use crate::cluster;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -65,9 +65,7 @@ impl ActivationClustering {
         // The smaller cluster's members score 1 - share; the rest 0 (for AUROC).
         let mut scores = vec![0.0; features.len()];
         let mut classes = Vec::new();
-        let max_label = labels.iter().copied().max().unwrap_or(-1);
-        for class in 0..=max_label {
-            let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        for (class, members) in by_label(labels) {
             if members.len() < 4 {
                 continue;
             }

@@ -136,21 +136,11 @@ pub fn steps_kept(accuracies: &[f64], before: f64, max_drop: f64) -> usize {
 
 /// Mean activation of each channel of the last feature map over `set`.
 pub fn channel_activity(net: &Net, set: &ImageSet, norm: &Normalizer) -> Vec<f64> {
-    let device = net.vs.device();
-    let prep = norm.on(net.in_channels, device);
-    let x = set.to_tensor();
-    let mut sum: Option<tch::Tensor> = None;
-    for start in (0..set.len() as i64).step_by(128) {
-        let len = 128.min(set.len() as i64 - start);
-        let batch = prep.apply(&x.narrow(0, start, len).to_device(device));
-        let f = tch::no_grad(|| net.features_t(&batch, false));
-        let s = f.sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double);
-        sum = Some(match sum {
-            Some(t) => t + s,
-            None => s,
-        });
-    }
-    let Some(sum) = sum else {
+    let sums = super::batched(net, set, norm, |b| {
+        net.features_t(b, false)
+            .sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double)
+    });
+    let Some(sum) = sums.into_iter().reduce(|a, b| a + b) else {
         return Vec::new();
     };
     let v = Vec::<f64>::try_from(sum.to_device(tch::Device::Cpu)).expect("activity");

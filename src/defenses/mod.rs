@@ -97,14 +97,10 @@ pub fn representations(
     set: &crate::data::ImageSet,
     norm: &crate::data::normalize::Normalizer,
 ) -> Vec<Vec<f32>> {
-    let device = net.vs.device();
-    let prep = norm.on(net.in_channels, device);
     let mut out = Vec::with_capacity(set.len());
-    let x = set.to_tensor();
-    for start in (0..set.len() as i64).step_by(128) {
-        let len = 128.min(set.len() as i64 - start);
-        let batch = prep.apply(&x.narrow(0, start, len).to_device(device));
-        let f = tch::no_grad(|| net.penultimate_t(&batch, false)).flatten(1, -1);
+    for f in batched(net, set, norm, |b| {
+        net.penultimate_t(b, false).flatten(1, -1)
+    }) {
         let d = f.size()[1] as usize;
         let flat = Vec::<f32>::try_from(f.to_device(tch::Device::Cpu).contiguous().view([-1]))
             .expect("features");
@@ -186,37 +182,66 @@ impl Detection {
     /// TPR (poisoned samples flagged) and FPR (clean samples flagged) against the truly
     /// poisoned indices; None where a side is empty.
     pub fn rates(&self, poisoned: &[usize]) -> (Option<f64>, Option<f64>) {
-        let mut is_poison = vec![false; self.flagged.len()];
-        for &i in poisoned {
-            is_poison[i] = true;
-        }
-        let count = |want: bool| {
+        let is_poison = self.mask(poisoned);
+        let share = |want: bool| {
             let total = is_poison.iter().filter(|&&p| p == want).count();
             let hits = (0..self.flagged.len())
                 .filter(|&i| is_poison[i] == want && self.flagged[i])
                 .count();
             (total > 0).then(|| hits as f64 / total as f64)
         };
-        (count(true), count(false))
+        (share(true), share(false))
     }
 
     /// AUROC of the scores for telling poisoned from clean samples.
     pub fn auroc(&self, poisoned: &[usize]) -> Option<f64> {
+        let is_poison = self.mask(poisoned);
+        let side = |want: bool| -> Vec<f64> {
+            (0..self.scores.len())
+                .filter(|&i| is_poison[i] == want)
+                .map(|i| self.scores[i])
+                .collect()
+        };
+        crate::metrics::auroc::auroc(&side(false), &side(true))
+    }
+
+    fn mask(&self, poisoned: &[usize]) -> Vec<bool> {
         let mut is_poison = vec![false; self.flagged.len()];
         for &i in poisoned {
             is_poison[i] = true;
         }
-        let (pos, neg): (Vec<f64>, Vec<f64>) =
-            (0..self.scores.len()).fold((Vec::new(), Vec::new()), |(mut p, mut n), i| {
-                if is_poison[i] {
-                    p.push(self.scores[i]);
-                } else {
-                    n.push(self.scores[i]);
-                }
-                (p, n)
-            });
-        crate::metrics::auroc::auroc(&neg, &pos)
+        is_poison
     }
+}
+
+/// Sample indices per label, labels ascending (labels with no sample left out).
+pub(crate) fn by_label(labels: &[i64]) -> Vec<(i64, Vec<usize>)> {
+    let mut groups: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (i, &l) in labels.iter().enumerate() {
+        groups.entry(l).or_default().push(i);
+    }
+    groups.into_iter().collect()
+}
+
+/// `f` of the model on `set` in batches of 128, normalized as in training and without
+/// gradients: the batched forward pass the detectors and repairs share.
+pub(crate) fn batched<T>(
+    net: &crate::models::Net,
+    set: &crate::data::ImageSet,
+    norm: &crate::data::normalize::Normalizer,
+    mut f: impl FnMut(&Tensor) -> T,
+) -> Vec<T> {
+    let device = net.vs.device();
+    let prep = norm.on(net.in_channels, device);
+    let x = set.to_tensor();
+    (0..set.len() as i64)
+        .step_by(128)
+        .map(|start| {
+            let len = 128.min(set.len() as i64 - start);
+            let batch = prep.apply(&x.narrow(0, start, len).to_device(device));
+            tch::no_grad(|| f(&batch))
+        })
+        .collect()
 }
 
 fn matrix(rows: &[&[f32]]) -> (Tensor, Tensor) {

@@ -5,7 +5,7 @@
 //! squared, and remove the 1.5·ε·n highest scores, ε being the expected poison share (the
 //! paper's removal rule).
 
-use super::{ClassVerdict, Detection, top_direction};
+use super::{ClassVerdict, Detection, by_label, top_direction};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -52,9 +52,7 @@ impl SpectralSignatures {
         let mut flagged = vec![false; features.len()];
         let mut scores = vec![0.0; features.len()];
         let mut classes = Vec::new();
-        let max_label = labels.iter().copied().max().unwrap_or(-1);
-        for class in 0..=max_label {
-            let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        for (class, members) in by_label(labels) {
             if members.len() < 2 {
                 continue;
             }

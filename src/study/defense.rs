@@ -165,14 +165,7 @@ fn screen(
         exp.seed,
         &format!("{label} · retrained after {}", d.name()),
     )?;
-    let (_, pred) = train::evaluate(&net, &ds.test, &out.norm);
-    let retrained_asr = match probe {
-        Some(b) => {
-            let tp = train::evaluate(&net, &b.trigger.apply_all(&ds.test), &out.norm).1;
-            Some(asr_of(b, ds, &tp, exp.metrics.asr_exclude_target)?.rate())
-        }
-        None => None,
-    };
+    let (retrained_clean_accuracy, retrained_asr) = score(exp, ds, &net, &out.norm, probe)?;
     Ok(DataDefenseReport {
         method: d.name().into(),
         flagged: train_set.len() - kept.len(),
@@ -181,7 +174,7 @@ fn screen(
         fpr,
         auroc,
         classes: detection.classes,
-        retrained_clean_accuracy: metrics::accuracy(&pred, &ds.test.labels),
+        retrained_clean_accuracy,
         retrained_asr,
     })
 }
