@@ -71,6 +71,7 @@ count = {malicious}
         data_root: None,
         force: true,
         jobs: 1,
+        ..Default::default()
     };
     let start = Instant::now();
     let s = study::run_cells(&cells, &opts).unwrap();

@@ -93,6 +93,7 @@ fn run() -> Result<()> {
         data_root: args.data_root,
         force: false,
         jobs: 1,
+        ..Default::default()
     };
     let setup = study::federation_of(cell, &mut study::Context::default(), &opts)?;
     let fed = &setup.federation;

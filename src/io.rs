@@ -112,6 +112,43 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// Every file under `dir` (recursively) whose name ends in `.<ext>`, sorted by path.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<std::path::PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&d, e))?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A CSV file as its header and rows of text (rows may be shorter or longer than the header).
+pub fn read_csv_text(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let err = |e: csv::Error| Error::data(path, e.to_string());
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(err)?;
+    let header: Vec<String> = r.headers().map_err(err)?.iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|row| {
+            row.map(|x| x.iter().map(String::from).collect())
+                .map_err(err)
+        })
+        .collect::<Result<_>>()?;
+    Ok((header, rows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

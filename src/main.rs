@@ -75,6 +75,12 @@ enum Command {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// Write <out>/report.html for a run folder: one self-contained page (figures inlined)
+    /// with the results, paper vs measured, the sweep's figures and tables, and every cell's
+    /// curves, overlays, configuration and command; cells that failed or never ran are listed.
+    /// `run` and `demo` write it at their end; this rewrites it (and the PNG copies of the
+    /// figures) for any run folder.
+    Report { out: PathBuf },
     /// Dataset utilities.
     Data {
         #[command(subcommand)]
@@ -165,7 +171,32 @@ fn fetch(flag: &str, out: &std::path::Path, base_url: &str, md5: Option<&str>) -
     Ok(())
 }
 
+/// The command line as typed, for the sweep's record.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| fedsentry::report::manifest::shell_word(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the cells, prints the tables and writes the report — also when a cell fails, so the
+/// page shows what finished and what did not.
 fn run_and_print(
+    cells: &[config::Cell],
+    references: &[paper_vs_measured::Reference],
+    opts: &RunOptions,
+) -> Result<()> {
+    let result = run_and_print_tables(cells, references, opts);
+    match (fedsentry::report::page::write(&opts.out), &result) {
+        (Ok(page), _) => println!("report: {}", page.display()),
+        (Err(e), Ok(())) => return Err(e.into()),
+        // The run's own error is the one to report.
+        (Err(e), Err(_)) => eprintln!("error: the report could not be written either: {e}"),
+    }
+    result
+}
+
+fn run_and_print_tables(
     cells: &[config::Cell],
     references: &[paper_vs_measured::Reference],
     opts: &RunOptions,
@@ -250,6 +281,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 data_root,
                 force,
                 jobs,
+                command: Some(command_line()),
+                experiment: Some(experiment.clone()),
             };
             let references = paper_vs_measured::load(&experiment)?;
             run_and_print(&cells, &references, &opts)
@@ -261,6 +294,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 data_root: None,
                 force,
                 jobs: 1,
+                command: Some(command_line()),
+                experiment: Some(PathBuf::from("configs/thesis_centralized.toml")),
             };
             let references =
                 paper_vs_measured::parse(DEMO_CONFIG, "configs/thesis_centralized.toml")?;
@@ -282,9 +317,15 @@ fn dispatch(cli: Cli) -> Result<()> {
                 data_root,
                 force: true,
                 jobs: 1,
+                ..Default::default()
             };
             let mut ctx = study::Context::default();
             study::pretrain(&cell.experiment, &mut ctx, &opts, &out)?;
+            Ok(())
+        }
+        Command::Report { out } => {
+            let page = fedsentry::report::page::write(&out)?;
+            println!("report: {}", page.display());
             Ok(())
         }
         Command::Data { command } => match command {

@@ -17,6 +17,16 @@ pub(crate) fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("cannot draw {}: {e}", path.display()))
 }
 
+/// Axis label for whole epochs and rounds: ticks between them stay blank (plotters places
+/// ticks at 0.5 steps on short runs, which would print every round twice).
+pub(crate) fn whole(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
+
 pub(crate) fn ensure_parent(path: &Path) -> Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
@@ -357,7 +367,7 @@ pub fn defense_chart(
         .configure_mesh()
         .x_desc("round")
         .y_desc("loss")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_label_formatter(&whole)
         .draw()
         .map_err(err)?;
     chart
@@ -406,7 +416,7 @@ pub fn defense_chart(
             .configure_mesh()
             .x_desc("round")
             .y_desc("trust")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&whole)
             .draw()
             .map_err(err)?;
         for (k, ((client, malicious), pts)) in trust.iter().enumerate() {

@@ -178,11 +178,27 @@ pub fn write_csv(path: &Path, settings: &[Setting]) -> Result<()> {
 
 /// The printed table: model × freezing → accuracy, F1 and training time, mean ± std.
 pub fn table(settings: &[Setting]) -> String {
+    let (header, rows) = rows(settings);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    crate::io::table(&header, &rows)
+}
+
+/// The headings and rows of [`table`].
+pub fn rows(settings: &[Setting]) -> (Vec<String>, Vec<Vec<String>>) {
     let with_asr = settings.iter().any(|s| s.asr.is_some());
     let rows: Vec<Vec<String>> = settings
         .iter()
         .map(|s| {
+            let setting: Vec<String> = s
+                .params
+                .iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(t) => format!("{k}={t}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect();
             let mut r = vec![
+                setting.join(","),
                 s.model.clone(),
                 format!("{}", s.freeze_percent),
                 format!("{:.1}", 100.0 * s.frozen_fraction),
@@ -202,6 +218,7 @@ pub fn table(settings: &[Setting]) -> String {
         })
         .collect();
     let mut header = vec![
+        "setting",
         "model",
         "freeze %",
         "frozen %",
@@ -213,7 +230,7 @@ pub fn table(settings: &[Setting]) -> String {
         header.push("ASR %");
     }
     header.push("train s");
-    crate::io::table(&header, &rows)
+    (header.into_iter().map(String::from).collect(), rows)
 }
 
 #[cfg(test)]

@@ -139,6 +139,13 @@ pub fn write_results(out: &Path, cells: &[Summary], elapsed: f64) -> Result<()> 
 /// The model × strategy table printed at the end of a run (federated runs add partition,
 /// malicious clients and their poison rate).
 pub fn results_table(cells: &[Summary]) -> String {
+    let (header, rows) = results_rows(cells);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    crate::io::table(&header, &rows)
+}
+
+/// The headings and rows of [`results_table`] (percentages, two decimals).
+pub fn results_rows(cells: &[Summary]) -> (Vec<String>, Vec<Vec<String>>) {
     let federated = cells.iter().any(|s| s.federation.is_some());
     let rows: Vec<Vec<String>> = cells
         .iter()
@@ -188,5 +195,5 @@ pub fn results_table(cells: &[Summary]) -> String {
     if federated {
         header.extend(["excl. TPR %", "excl. FPR %"]);
     }
-    crate::io::table(&header, &rows)
+    (header.into_iter().map(String::from).collect(), rows)
 }

@@ -215,7 +215,7 @@ pub fn draw(path: &Path, title: &str, series: &[Series]) -> Result<()> {
             .light_line_style(WHITE)
             .x_desc("round")
             .y_desc(y)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&crate::report::figures::whole)
             .draw()
             .map_err(err)?;
         for (i, s) in series.iter().enumerate() {

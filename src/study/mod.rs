@@ -38,7 +38,7 @@ use federation::federated_train_and_evaluate;
 pub use federation::{FederationSetup, federation, federation_of};
 pub use schedule::{run_cells, run_file};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub out: PathBuf,
     pub data_root: Option<PathBuf>,
@@ -46,6 +46,10 @@ pub struct RunOptions {
     pub force: bool,
     /// Cells run at once (`--jobs`); 1 runs them one after another. Results do not depend on it.
     pub jobs: usize,
+    /// The command line that started the run, recorded in `<out>/sweep.json` and the report.
+    pub command: Option<String>,
+    /// The experiment file the cells come from (the report's per-cell rerun commands use it).
+    pub experiment: Option<PathBuf>,
 }
 
 /// Result of training one model and evaluating it.

@@ -2,6 +2,7 @@
 //! results table rewritten after every finished cell.
 
 use super::*;
+use crate::report::manifest::{CellStatus, Manifest};
 
 /// Runs every cell of an experiment file; writes `<out>/summary.json` and `<out>/results.csv`.
 pub fn run_file(path: &Path, opts: &RunOptions) -> Result<Vec<Summary>> {
@@ -33,38 +34,133 @@ pub fn run_cells(cells: &[Cell], opts: &RunOptions) -> Result<Vec<Summary>> {
         .enumerate()
         .map(|(i, c)| format!("[{}/{}] {}", i + 1, cells.len(), c.id()))
         .collect();
+    let tracker = Tracker::new(&cells, opts)?;
     let jobs = opts.jobs.clamp(1, cells.len().max(1));
     if jobs == 1 {
         let mut done = Vec::with_capacity(cells.len());
-        for (cell, label) in cells.iter().zip(&labels) {
-            let s = run_cell(cell, &mut ctx, opts, label)?;
+        for (i, (cell, label)) in cells.iter().zip(&labels).enumerate() {
+            let s = tracker.run(i, cell, opts, || run_cell(cell, &mut ctx, opts, label))?;
             progress::status(format!("{label}: {}", one_line(&s)));
             done.push(s);
             // Keep the tables current so an interrupted grid leaves its finished rows behind.
             write_results(&opts.out, &done, start.elapsed().as_secs_f64())?;
+            tracker.report_progress();
         }
         return Ok(done);
     }
     // What cells share is made first, one at a time, so no two cells train the same backbone
     // or baseline.
-    for (cell, label) in cells.iter().zip(&labels) {
+    for (i, (cell, label)) in cells.iter().zip(&labels).enumerate() {
         if finished_earlier(cell, opts).is_none() {
-            prepare(cell, &mut ctx, opts, label)?;
+            tracker.guard(i, prepare(cell, &mut ctx, opts, label))?;
         }
     }
-    run_in_parallel(&cells, &labels, &ctx, opts, jobs, start)
+    run_in_parallel(&cells, &labels, &ctx, opts, jobs, start, &tracker)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps `<out>/sweep.json` and the sweep's progress line current as cells start, finish
+/// and fail.
+struct Tracker {
+    manifest: std::sync::Mutex<Manifest>,
+    out: PathBuf,
+    start: Instant,
+    bar: indicatif::ProgressBar,
+}
+
+impl Tracker {
+    fn new(cells: &[Cell], opts: &RunOptions) -> Result<Self> {
+        let ids: Vec<String> = cells.iter().map(Cell::id).collect();
+        let name = cells
+            .first()
+            .map(|c| c.experiment.name.clone())
+            .unwrap_or_default();
+        let manifest = Manifest::new(&name, opts.command.clone(), opts.experiment.clone(), &ids);
+        manifest.write(&opts.out)?;
+        Ok(Tracker {
+            manifest: std::sync::Mutex::new(manifest),
+            out: opts.out.clone(),
+            start: Instant::now(),
+            bar: progress::sweep_bar(cells.len() as u64),
+        })
+    }
+
+    fn set(
+        &self,
+        i: usize,
+        status: CellStatus,
+        seconds: Option<f64>,
+        error: Option<String>,
+    ) -> Result<()> {
+        let mut m = lock(&self.manifest);
+        m.set(i, status, seconds, error);
+        m.write(&self.out)
+    }
+
+    /// Records a failure of cell `i` (keeping the error for the caller).
+    fn guard<T>(&self, i: usize, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            // The cell's error is the one to report; a failed manifest write would hide it.
+            let _ = self.set(i, CellStatus::Failed, None, Some(e.to_string()));
+        }
+        r
+    }
+
+    /// Runs cell `i` with `f`, recording its start, its end (finished or reused) or its error.
+    fn run(
+        &self,
+        i: usize,
+        cell: &Cell,
+        opts: &RunOptions,
+        f: impl FnOnce() -> Result<Summary>,
+    ) -> Result<Summary> {
+        let reused = finished_earlier(cell, opts).is_some();
+        self.set(i, CellStatus::Running, None, None)?;
+        let t = Instant::now();
+        let s = self.guard(i, f())?;
+        let status = if reused {
+            CellStatus::Reused
+        } else {
+            CellStatus::Finished
+        };
+        self.set(i, status, Some(t.elapsed().as_secs_f64()), None)?;
+        Ok(s)
+    }
+
+    /// Prints cells done / total and the estimated time left.
+    fn report_progress(&self) {
+        let m = lock(&self.manifest);
+        let reused = m.count(CellStatus::Reused);
+        let done = m.count(CellStatus::Finished) + reused;
+        let line = progress::sweep_line(
+            done,
+            reused,
+            m.cells.len(),
+            self.start.elapsed().as_secs_f64(),
+        );
+        self.bar.set_position(done as u64);
+        self.bar.set_message(line.clone());
+        progress::status(line);
+        if done == m.cells.len() {
+            self.bar.finish_and_clear();
+        }
+    }
 }
 
 /// Runs the cells `jobs` at a time, splitting the CPU cores between them; the tables are
 /// rewritten (in grid order) whenever a cell finishes. After a failure no new cell starts, the
 /// running ones finish and are kept, and the first error is returned.
-pub(super) fn run_in_parallel(
+fn run_in_parallel(
     cells: &[Cell],
     labels: &[String],
     ctx: &Context,
     opts: &RunOptions,
     jobs: usize,
     start: Instant,
+    tracker: &Tracker,
 ) -> Result<Vec<Summary>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,9 +182,6 @@ pub(super) fn run_in_parallel(
     let slots: Mutex<Vec<Option<Summary>>> = Mutex::new(vec![None; cells.len()]);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let next = AtomicUsize::new(0);
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -97,13 +190,16 @@ pub(super) fn run_in_parallel(
                 while lock(&failed).is_none() {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(cell) = cells.get(i) else { break };
-                    let outcome = run_cell(cell, &mut ctx, opts, &labels[i]).and_then(|s| {
-                        progress::status(format!("{}: {}", labels[i], one_line(&s)));
-                        let mut slots = lock(&slots);
-                        slots[i] = Some(s);
-                        let done: Vec<Summary> = slots.iter().flatten().cloned().collect();
-                        write_results(&opts.out, &done, start.elapsed().as_secs_f64())
-                    });
+                    let outcome = tracker
+                        .run(i, cell, opts, || run_cell(cell, &mut ctx, opts, &labels[i]))
+                        .and_then(|s| {
+                            progress::status(format!("{}: {}", labels[i], one_line(&s)));
+                            let mut slots = lock(&slots);
+                            slots[i] = Some(s);
+                            let done: Vec<Summary> = slots.iter().flatten().cloned().collect();
+                            write_results(&opts.out, &done, start.elapsed().as_secs_f64())
+                        });
+                    tracker.report_progress();
                     if let Err(e) = outcome {
                         lock(&failed).get_or_insert(e);
                     }
