@@ -129,18 +129,28 @@ enum DataCommand {
         /// List the sets with their sizes and licenses.
         #[arg(long)]
         list: bool,
+        /// Give up (keeping the partial file, to resume later) when no byte arrives for this
+        /// many seconds.
+        #[arg(long, default_value_t = fedsentry::data::fetch::STALL.as_secs_f64(), value_name = "SECONDS")]
+        stall_timeout: f64,
     },
 }
 
 /// `fedsentry data fetch`: one MedMNIST file, with a byte progress bar.
-fn fetch(flag: &str, out: &std::path::Path, base_url: &str, md5: Option<&str>) -> Result<()> {
+fn fetch(
+    flag: &str,
+    out: &std::path::Path,
+    base_url: &str,
+    md5: Option<&str>,
+    stall: std::time::Duration,
+) -> Result<()> {
     use fedsentry::data::{fetch, medmnist};
     let set = medmnist::lookup(flag)?;
     let md5 = md5.unwrap_or(set.md5);
     let dest = out.join(set.file_name());
     let url = set.url(base_url);
     let pb = fedsentry::progress::bytes_bar(set.file_name());
-    let result = fetch::download(&url, &dest, md5, &mut |done, total| {
+    let result = fetch::download_with(&url, &dest, md5, stall, &mut |done, total| {
         if let Some(t) = total {
             pb.set_length(t);
         }
@@ -365,13 +375,19 @@ fn dispatch(cli: Cli) -> Result<()> {
                 base_url,
                 md5,
                 list,
+                stall_timeout,
             } => {
                 if list {
                     println!("{}", fedsentry::data::medmnist::table());
                     return Ok(());
                 }
                 let flag = flag.expect("clap requires it without --list");
-                fetch(&flag, &out, &base_url, md5.as_deref())
+                anyhow::ensure!(
+                    stall_timeout.is_finite() && stall_timeout > 0.0,
+                    "--stall-timeout must be a positive number of seconds, got {stall_timeout}"
+                );
+                let stall = std::time::Duration::from_secs_f64(stall_timeout);
+                fetch(&flag, &out, &base_url, md5.as_deref(), stall)
             }
         },
         Command::Inspect { path, json } => {

@@ -19,6 +19,9 @@ enum Reply {
     Honor,
     /// Send the whole file with 200 whatever was asked.
     IgnoreRange,
+    /// Announce the whole file, send its first `n` bytes, then keep the connection open
+    /// without sending anything more.
+    StallAfter(usize),
 }
 
 /// Requests the server saw: (request line, Range header).
@@ -59,6 +62,20 @@ fn serve(content: Vec<u8>, plan: Vec<Reply>) -> (String, Log) {
                             .as_bytes(),
                     )
                     .and_then(|_| s.write_all(&content[..k])),
+                (Reply::StallAfter(k), _) => {
+                    let r = s
+                        .write_all(
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes(),
+                        )
+                        .and_then(|_| s.write_all(&content[..k]))
+                        .and_then(|_| s.flush());
+                    // Hold the connection open, silent, on another thread.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(30));
+                        drop(s);
+                    });
+                    r
+                }
                 (Reply::Honor, Some(f)) => s
                     .write_all(
                         format!(
@@ -102,6 +119,10 @@ fn md5_hex(bytes: &[u8]) -> String {
 }
 
 fn fetch(url: &str, out: &Path, md5: Option<&str>) -> std::process::Output {
+    fetch_with(url, out, md5, &[])
+}
+
+fn fetch_with(url: &str, out: &Path, md5: Option<&str>, extra: &[&str]) -> std::process::Output {
     let mut cmd = bin();
     cmd.args([
         "data",
@@ -115,6 +136,7 @@ fn fetch(url: &str, out: &Path, md5: Option<&str>) -> std::process::Output {
     if let Some(m) = md5 {
         cmd.args(["--md5", m]);
     }
+    cmd.args(extra);
     cmd.output().unwrap()
 }
 
@@ -206,4 +228,29 @@ fn unknown_set_is_named_with_the_known_ones() {
         "{err}"
     );
     assert!(err.contains("breastmnist"), "{err}");
+}
+
+#[test]
+fn stalled_download_gives_up_and_keeps_the_part() {
+    let data = content();
+    let md5 = md5_hex(&data);
+    let (url, _log) = serve(data.clone(), vec![Reply::StallAfter(50_000), Reply::Honor]);
+    let dir = tmp("fetch-stall");
+    let part = dir.join("pneumoniamnist.npz.part");
+    let start = std::time::Instant::now();
+    let first = fetch_with(&url, &dir, Some(&md5), &["--stall-timeout", "1"]);
+    assert!(!first.status.success());
+    let err = text(&first.stderr);
+    assert!(
+        err.contains("stalled after 50000 of 300000 bytes: nothing arrived for 1 s"),
+        "{err}"
+    );
+    assert!(err.contains("pneumoniamnist.npz.part"), "{err}");
+    assert!(start.elapsed().as_secs() < 25, "the stall was not detected");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 50_000);
+    // The next attempt resumes from the kept bytes.
+    let second = fetch(&url, &dir, Some(&md5));
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(text(&second.stdout).contains("resumed after 50000"));
+    assert_eq!(std::fs::read(dir.join("pneumoniamnist.npz")).unwrap(), data);
 }

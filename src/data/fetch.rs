@@ -1,6 +1,8 @@
 //! Downloads with MD5 verification that resume after an interruption: what has arrived is kept
 //! in `<file>.part`, and the next attempt asks the server for the rest (HTTP Range). The file
 //! only takes its final name once its MD5 matches, so a finished file is always a verified one.
+//! A body that stops arriving (no byte for [`STALL`], or `--stall-timeout`) ends the attempt
+//! with an error that keeps the `.part`, rather than waiting forever.
 
 use crate::error::{Error, Result};
 use md5::{Digest, Md5};
@@ -52,13 +54,28 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Downloads `url` to `dest` unless `dest` already has MD5 `md5`. `progress(done, total)` is
-/// called as bytes arrive. On a broken connection the bytes so far stay in `<dest>.part` and
-/// the error says so; calling again resumes. On an MD5 mismatch the download is deleted.
+/// How long a download may go without receiving a byte before it is given up as stalled.
+pub const STALL: Duration = Duration::from_secs(60);
+
+/// [`download_with`] with the default stall timeout.
 pub fn download(
     url: &str,
     dest: &Path,
     md5: &str,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Fetched> {
+    download_with(url, dest, md5, STALL, progress)
+}
+
+/// Downloads `url` to `dest` unless `dest` already has MD5 `md5`. `progress(done, total)` is
+/// called as bytes arrive. On a broken connection, or when no byte arrives for `stall`, the
+/// bytes so far stay in `<dest>.part` and the error says so; calling again resumes. On an MD5
+/// mismatch the download is deleted.
+pub fn download_with(
+    url: &str,
+    dest: &Path,
+    md5: &str,
+    stall: Duration,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Fetched> {
     if md5.len() != 32 || !md5.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -131,29 +148,60 @@ pub fn download(
         .truncate(!resumed)
         .open(&part)
         .map_err(|e| Error::io(&part, e))?;
+    // The body is read on its own thread so that a read that never returns (a server that
+    // stops sending without closing) can be given up on here.
     let mut reader = resp.into_body().into_reader();
-    let mut buf = vec![0u8; 1 << 16];
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        loop {
+            let mut buf = vec![0u8; 1 << 16];
+            let sent = match reader.read(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    tx.send(Ok(buf)).is_ok() && n > 0
+                }
+                Err(e) => tx.send(Err(e)).map(|_| false).unwrap_or(false),
+            };
+            if !sent {
+                break;
+            }
+        }
+    });
     let mut done = start;
     progress(done, total);
+    let so_far = |done: u64| {
+        format!(
+            "after {done}{} bytes",
+            total.map(|t| format!(" of {t}")).unwrap_or_default()
+        )
+    };
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                file.flush().map_err(|e| Error::io(&part, e))?;
-                return Err(Error::data(
-                    dest,
-                    format!(
-                        "download from {url} interrupted after {done}{} bytes ({e}); they are kept in {}: run the same command again to resume",
-                        total.map(|t| format!(" of {t}")).unwrap_or_default(),
-                        part.display()
-                    ),
-                ));
+        let why = match rx.recv_timeout(stall) {
+            Ok(Ok(chunk)) if chunk.is_empty() => break,
+            Ok(Ok(chunk)) => {
+                file.write_all(&chunk).map_err(|e| Error::io(&part, e))?;
+                done += chunk.len() as u64;
+                progress(done, total);
+                continue;
             }
+            Ok(Err(e)) => format!("interrupted {} ({e})", so_far(done)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                format!("interrupted {}", so_far(done))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => format!(
+                "stalled {}: nothing arrived for {} s",
+                so_far(done),
+                stall.as_secs_f64()
+            ),
         };
-        file.write_all(&buf[..n]).map_err(|e| Error::io(&part, e))?;
-        done += n as u64;
-        progress(done, total);
+        file.flush().map_err(|e| Error::io(&part, e))?;
+        return Err(Error::data(
+            dest,
+            format!(
+                "download from {url} {why}; they are kept in {}: run the same command again to resume",
+                part.display()
+            ),
+        ));
     }
     file.flush().map_err(|e| Error::io(&part, e))?;
     drop(file);

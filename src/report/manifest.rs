@@ -72,6 +72,28 @@ impl Manifest {
         }
     }
 
+    /// Keeps the cells an earlier invocation planned in the same folder (e.g. another
+    /// `--only` part of the grid) and did not plan now, with their last status, ahead of this
+    /// plan's cells in their old order. Returns the index of each of this plan's cells.
+    pub fn keep_earlier(&mut self, earlier: Manifest) -> Vec<usize> {
+        let mut cells = earlier.cells;
+        let mut index = Vec::with_capacity(self.cells.len());
+        for c in self.cells.drain(..) {
+            match cells.iter().position(|o| o.id == c.id) {
+                Some(i) => {
+                    cells[i] = c;
+                    index.push(i);
+                }
+                None => {
+                    index.push(cells.len());
+                    cells.push(c);
+                }
+            }
+        }
+        self.cells = cells;
+        index
+    }
+
     /// Records cell `i`'s new status.
     pub fn set(
         &mut self,
@@ -164,6 +186,13 @@ mod tests {
             "fedsentry run 'configs/my sweep.toml' --out runs/x --only arch=small_cnn --only fine_tune=full"
         );
         assert_eq!(shell_word("it's"), r"'it'\''s'");
+        // A later invocation planning part of the grid keeps the rest of the record.
+        let mut later = Manifest::new("demo", None, None, &["c".to_string(), "run".to_string()]);
+        assert_eq!(later.keep_earlier(back), vec![2, 1]);
+        let ids: Vec<&str> = later.cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["arch=small_cnn,fine_tune=full", "run", "c"]);
+        assert_eq!(later.cells[0].status, CellStatus::Finished);
+        assert_eq!(later.cells[1].status, CellStatus::Waiting);
         std::fs::write(dir.join(FILE), "{").unwrap();
         let e = Manifest::read(&dir).unwrap_err().to_string();
         assert!(e.contains("sweep.json"), "{e}");

@@ -66,6 +66,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// and fail.
 struct Tracker {
     manifest: std::sync::Mutex<Manifest>,
+    /// The manifest's entry of each of this invocation's cells.
+    index: Vec<usize>,
     out: PathBuf,
     start: Instant,
     bar: indicatif::ProgressBar,
@@ -78,10 +80,19 @@ impl Tracker {
             .first()
             .map(|c| c.experiment.name.clone())
             .unwrap_or_default();
-        let manifest = Manifest::new(&name, opts.command.clone(), opts.experiment.clone(), &ids);
+        let mut manifest =
+            Manifest::new(&name, opts.command.clone(), opts.experiment.clone(), &ids);
+        // An earlier record of the same experiment in this folder (another `--only` part):
+        // keep its cells so the report lists the whole grid. A record that no longer parses
+        // is replaced.
+        let index = match Manifest::read(&opts.out) {
+            Ok(Some(earlier)) if earlier.name == name => manifest.keep_earlier(earlier),
+            _ => (0..ids.len()).collect(),
+        };
         manifest.write(&opts.out)?;
         Ok(Tracker {
             manifest: std::sync::Mutex::new(manifest),
+            index,
             out: opts.out.clone(),
             start: Instant::now(),
             bar: progress::sweep_bar(cells.len() as u64),
@@ -96,7 +107,7 @@ impl Tracker {
         error: Option<String>,
     ) -> Result<()> {
         let mut m = lock(&self.manifest);
-        m.set(i, status, seconds, error);
+        m.set(self.index[i], status, seconds, error);
         m.write(&self.out)
     }
 
@@ -133,18 +144,20 @@ impl Tracker {
     /// Prints cells done / total and the estimated time left.
     fn report_progress(&self) {
         let m = lock(&self.manifest);
-        let reused = m.count(CellStatus::Reused);
-        let done = m.count(CellStatus::Finished) + reused;
-        let line = progress::sweep_line(
-            done,
-            reused,
-            m.cells.len(),
-            self.start.elapsed().as_secs_f64(),
-        );
+        let count = |s: CellStatus| {
+            self.index
+                .iter()
+                .filter(|&&i| m.cells[i].status == s)
+                .count()
+        };
+        let reused = count(CellStatus::Reused);
+        let done = count(CellStatus::Finished) + reused;
+        let total = self.index.len();
+        let line = progress::sweep_line(done, reused, total, self.start.elapsed().as_secs_f64());
         self.bar.set_position(done as u64);
         self.bar.set_message(line.clone());
         progress::status(line);
-        if done == m.cells.len() {
+        if done == total {
             self.bar.finish_and_clear();
         }
     }
