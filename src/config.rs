@@ -300,6 +300,48 @@ pub fn select(cells: Vec<Cell>, only: &[String], file: &Path) -> Result<Vec<Cell
     Ok(chosen)
 }
 
+/// One part of a grid split over several processes or machines (`--shard K/N`): cell `i` (in
+/// grid order, after `--only`) belongs to shard `i mod N + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub k: usize,
+    pub n: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Shard> {
+        let bad = || Error::param("shard", format!("must be K/N with 1 ≤ K ≤ N, got `{s}`"));
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n) = (
+            k.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        if k == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl Shard {
+    /// The cells of this shard, in grid order.
+    pub fn select(&self, cells: Vec<Cell>) -> Vec<Cell> {
+        cells
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.n + 1 == self.k)
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// The folder (under the run's output) that holds this shard's own tables.
+    pub fn folder(&self) -> String {
+        format!("shards/{}-of-{}", self.k, self.n)
+    }
+}
+
 /// Sets `federation.workers` in every federated cell (`--workers`; results do not change).
 pub fn set_workers(cells: &mut [Cell], workers: usize) -> Result<()> {
     if workers == 0 {
@@ -428,6 +470,21 @@ pub fn fingerprint<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_split_the_grid_round_robin() {
+        let s: Shard = "2/3".parse().unwrap();
+        assert_eq!(s, Shard { k: 2, n: 3 });
+        assert_eq!(s.folder(), "shards/2-of-3");
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0"] {
+            let e = bad.parse::<Shard>().unwrap_err().to_string();
+            assert!(e.contains("shard") && e.contains(bad), "{e}");
+        }
+        let text = format!("{BASE}\n[grid]\n\"seed\" = [1, 2, 3, 4, 5]\n");
+        let cells = parse(&text, "g.toml").unwrap();
+        let seeds: Vec<u64> = s.select(cells).iter().map(|c| c.experiment.seed).collect();
+        assert_eq!(seeds, [2, 5]);
+    }
     use crate::models::Arch;
 
     const BASE: &str = r#"

@@ -10,14 +10,28 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Writes via a temporary file and rename, so a killed run never leaves a half-written file.
+/// Writes via a temporary file and rename, so a killed run never leaves a half-written file
+/// (and processes writing the same file at once never mix their bytes).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let tmp = path.with_extension("tmp");
+    let tmp = temp_beside(path);
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A temporary name beside `path`, unique to this process and call: write it, then rename.
+pub fn temp_beside(path: &Path) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    path.with_file_name(name)
 }
 
 fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {

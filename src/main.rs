@@ -54,6 +54,25 @@ enum Command {
         /// results do not depend on it.
         #[arg(long, default_value_t = 1)]
         jobs: usize,
+        /// Run only every N-th cell, starting with the K-th (1-based), e.g. one process of a
+        /// Slurm job array or GNU parallel; the shards share --out and `collect` builds the
+        /// sweep's tables once all have run.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<config::Shard>,
+    },
+    /// Build a sweep's results table, paper vs measured, record and report from the cells
+    /// that finished (e.g. by `run --shard K/N` processes sharing one output folder); fails,
+    /// after writing, when cells have no result yet.
+    Collect {
+        experiment: PathBuf,
+        /// Output folder [default: runs/<experiment name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// As given to `run` (the cells' data paths and fingerprints depend on it).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        #[arg(long, value_name = "KEY=VALUE")]
+        only: Vec<String>,
     },
     /// Run the shipped centralized backdoor study (configs/thesis_centralized.toml) on the
     /// built-in synthetic MRI data and print model × strategy → clean accuracy, CAD, ASR.
@@ -197,6 +216,14 @@ fn run_and_print(
     opts: &RunOptions,
 ) -> Result<()> {
     let result = run_and_print_tables(cells, references, opts);
+    if let Some(shard) = &opts.shard {
+        // A shard's report would show a part of the grid; `collect` writes the whole one.
+        println!(
+            "shard {}/{} done: after every shard, `fedsentry collect` builds the sweep's tables and report",
+            shard.k, shard.n
+        );
+        return result;
+    }
     match (fedsentry::report::page::write(&opts.out), &result) {
         (Ok(page), _) => println!("report: {}", page.display()),
         (Err(e), Ok(())) => return Err(e.into()),
@@ -212,24 +239,75 @@ fn run_and_print_tables(
     opts: &RunOptions,
 ) -> Result<()> {
     let summaries = study::run_cells(cells, opts)?;
-    println!("{}", fedsentry::report::results::results_table(&summaries));
-    let rows = paper_vs_measured::write(&opts.out, references, &summaries)?;
+    print_tables(&summaries, references, &opts.sweep_dir())
+}
+
+/// The results table, paper vs measured and mean ± std, printed and written to `out`.
+fn print_tables(
+    summaries: &[fedsentry::report::summary::Summary],
+    references: &[paper_vs_measured::Reference],
+    out: &std::path::Path,
+) -> Result<()> {
+    println!("{}", fedsentry::report::results::results_table(summaries));
+    let rows = paper_vs_measured::write(out, references, summaries)?;
     if !rows.is_empty() {
         println!(
             "\nPaper vs measured:\n{}\npaper vs measured: {}",
             paper_vs_measured::table(&rows),
-            opts.out.join("paper_vs_measured.csv").display()
+            out.join("paper_vs_measured.csv").display()
         );
     }
-    let settings = fedsentry::report::repetitions::settings(&summaries);
+    let settings = fedsentry::report::repetitions::settings(summaries);
     if fedsentry::report::repetitions::repeated(&settings) {
         println!(
             "\nMean ± std over seeds:\n{}",
             fedsentry::report::repetitions::table(&settings)
         );
-        println!("mean ± std: {}", opts.out.join("mean_std.csv").display());
+        println!("mean ± std: {}", out.join("mean_std.csv").display());
     }
-    println!("\nresults: {}", opts.out.join("results.csv").display());
+    println!("\nresults: {}", out.join("results.csv").display());
+    Ok(())
+}
+
+/// `fedsentry collect`: the sweep's tables, record and report from the cells every shard
+/// finished; an error names the cells still without a result (after writing what there is).
+fn collect(
+    cells: &[config::Cell],
+    references: &[paper_vs_measured::Reference],
+    opts: &RunOptions,
+) -> Result<()> {
+    use fedsentry::report::manifest::{CellStatus, Manifest};
+    let (done, missing) = study::collect(cells, opts);
+    let ids: Vec<String> = cells
+        .iter()
+        .map(|c| c.resolved(opts.data_root.as_deref()).id())
+        .collect();
+    let name = cells
+        .first()
+        .map(|c| c.experiment.name.clone())
+        .unwrap_or_default();
+    let mut record = Manifest::new(&name, opts.command.clone(), opts.experiment.clone(), &ids);
+    for s in &done {
+        if let Some(i) = ids.iter().position(|id| *id == s.cell) {
+            record.set(i, CellStatus::Finished, Some(s.elapsed_s), None);
+        }
+    }
+    record.write(&opts.out)?;
+    if !done.is_empty() {
+        let elapsed: f64 = done.iter().map(|s| s.elapsed_s).sum();
+        fedsentry::report::results::write_results(&opts.out, &done, elapsed)?;
+        print_tables(&done, references, &opts.out)?;
+    }
+    let page = fedsentry::report::page::write(&opts.out)?;
+    println!("report: {}", page.display());
+    anyhow::ensure!(
+        missing.is_empty(),
+        "{} of {} cells have no finished result in {}: {} (run their shard again, then collect)",
+        missing.len(),
+        ids.len(),
+        opts.out.display(),
+        missing.join(", ")
+    );
     Ok(())
 }
 
@@ -261,6 +339,27 @@ fn main() {
     }
 }
 
+/// The options of a sweep over an experiment file's cells: its output folder (by default
+/// `runs/<experiment name>`), data root, and the command and file it records.
+fn sweep_options(
+    cells: &[config::Cell],
+    out: Option<PathBuf>,
+    data_root: Option<PathBuf>,
+    experiment: &std::path::Path,
+) -> RunOptions {
+    let name = cells
+        .first()
+        .map(|c| c.experiment.name.clone())
+        .unwrap_or_default();
+    RunOptions {
+        out: out.unwrap_or_else(|| PathBuf::from("runs").join(name)),
+        data_root,
+        command: Some(command_line()),
+        experiment: Some(experiment.to_path_buf()),
+        ..Default::default()
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run {
@@ -271,31 +370,46 @@ fn dispatch(cli: Cli) -> Result<()> {
             only,
             workers,
             jobs,
+            shard,
         } => {
             anyhow::ensure!(jobs > 0, "--jobs must be at least 1");
             let cells = config::load(&experiment)?;
             let total = cells.len();
             let mut cells = config::select(cells, &only, &experiment)?;
+            if let Some(s) = &shard {
+                cells = s.select(cells);
+                anyhow::ensure!(
+                    !cells.is_empty(),
+                    "--shard {}/{}: the grid has fewer cells than shards, this one has none",
+                    s.k,
+                    s.n
+                );
+            }
             if cells.len() < total {
                 eprintln!("running {} of {total} cells", cells.len());
             }
             if let Some(w) = workers {
                 config::set_workers(&mut cells, w)?;
             }
-            let name = cells
-                .first()
-                .map(|c| c.experiment.name.clone())
-                .unwrap_or_default();
             let opts = RunOptions {
-                out: out.unwrap_or_else(|| PathBuf::from("runs").join(name)),
-                data_root,
                 force,
                 jobs,
-                command: Some(command_line()),
-                experiment: Some(experiment.clone()),
+                shard,
+                ..sweep_options(&cells, out, data_root, &experiment)
             };
             let references = paper_vs_measured::load(&experiment)?;
             run_and_print(&cells, &references, &opts)
+        }
+        Command::Collect {
+            experiment,
+            out,
+            data_root,
+            only,
+        } => {
+            let cells = config::select(config::load(&experiment)?, &only, &experiment)?;
+            let opts = sweep_options(&cells, out, data_root, &experiment);
+            let references = paper_vs_measured::load(&experiment)?;
+            collect(&cells, &references, &opts)
         }
         Command::Demo { out, force } => {
             let cells = config::parse(DEMO_CONFIG, "configs/thesis_centralized.toml")?;
@@ -306,6 +420,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 jobs: 1,
                 command: Some(command_line()),
                 experiment: Some(PathBuf::from("configs/thesis_centralized.toml")),
+                shard: None,
             };
             let references =
                 paper_vs_measured::parse(DEMO_CONFIG, "configs/thesis_centralized.toml")?;

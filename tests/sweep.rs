@@ -1,6 +1,7 @@
 //! A federated sweep killed with SIGKILL and started again (two cells at a time): finished cells
 //! are not recomputed and results.csv matches an uninterrupted run (one cell at a time) byte for
-//! byte.
+//! byte. The same grid split over three processes at once (`--shard K/3`) and put together by
+//! `collect` gives that results.csv too.
 
 mod common;
 use common::{bin, tmp};
@@ -178,5 +179,59 @@ fn killed_sweep_resumes_to_identical_results() {
     let a = std::fs::read(whole.join("results.csv")).unwrap();
     let b = std::fs::read(part.join("results.csv")).unwrap();
     assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+
+    // Three shards at once into one folder, then collect.
+    let sharded = dir.join("sharded");
+    let collect = || {
+        bin()
+            .args(["collect", cfg.to_str().unwrap(), "--out"])
+            .arg(&sharded)
+            .output()
+            .unwrap()
+    };
+    let shard = |k: usize| {
+        bin()
+            .args(["run", cfg.to_str().unwrap(), "--out"])
+            .arg(&sharded)
+            .args(["--shard", &format!("{k}/3")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Shard 3 alone first: collect lists the cells the others have not run.
+    let third = shard(3).wait_with_output().unwrap();
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(finished_cells(&sharded).len(), 2);
+    let early = collect();
+    assert!(!early.status.success());
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert!(
+        err.contains("6 of 8 cells have no finished result"),
+        "{err}"
+    );
+    let page = std::fs::read_to_string(sharded.join("report.html")).unwrap();
+    assert!(page.contains("Cells without a result (6)"));
+    let others: Vec<_> = [1, 2].into_iter().map(shard).collect();
+    for c in others {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(sharded.join("shards/1-of-3/results.csv").is_file());
+    let done = collect();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let c = std::fs::read(sharded.join("results.csv")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&c));
+    check_mean_std(&sharded);
+    let page = std::fs::read_to_string(sharded.join("report.html")).unwrap();
+    assert!(page.contains("8 of 8 cells finished"));
     std::fs::remove_dir_all(dir).ok();
 }

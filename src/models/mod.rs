@@ -365,8 +365,10 @@ impl Net {
             .map(|(n, t)| (n, t.contiguous()))
             .collect();
         vars.sort_by_key(|(n, _)| layer_order(n));
-        Tensor::write_safetensors(&vars, path)?;
-        Ok(())
+        // Written beside and renamed: a reader (another shard of the sweep) never sees half a file.
+        let tmp = crate::io::temp_beside(path);
+        Tensor::write_safetensors(&vars, &tmp)?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     }
 
     /// Number of layers in `features`.

@@ -36,7 +36,7 @@ use centralized::*;
 use evasion::*;
 use federation::federated_train_and_evaluate;
 pub use federation::{FederationSetup, federation, federation_of};
-pub use schedule::{run_cells, run_file};
+pub use schedule::{collect, run_cells, run_file};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -50,6 +50,20 @@ pub struct RunOptions {
     pub command: Option<String>,
     /// The experiment file the cells come from (the report's per-cell rerun commands use it).
     pub experiment: Option<PathBuf>,
+    /// Set when these cells are one shard of a grid split over several processes: the cells
+    /// still go to `<out>/<cell>`, but the sweep's tables to `<out>/shards/K-of-N/`, so the
+    /// shards never overwrite each other's (`collect` then builds the whole sweep's).
+    pub shard: Option<config::Shard>,
+}
+
+impl RunOptions {
+    /// Where the sweep's own files go (results table, summary, record, report).
+    pub fn sweep_dir(&self) -> PathBuf {
+        match &self.shard {
+            Some(s) => self.out.join(s.folder()),
+            None => self.out.clone(),
+        }
+    }
 }
 
 /// Result of training one model and evaluating it.

@@ -43,7 +43,7 @@ pub fn run_cells(cells: &[Cell], opts: &RunOptions) -> Result<Vec<Summary>> {
             progress::status(format!("{label}: {}", one_line(&s)));
             done.push(s);
             // Keep the tables current so an interrupted grid leaves its finished rows behind.
-            write_results(&opts.out, &done, start.elapsed().as_secs_f64())?;
+            write_results(&opts.sweep_dir(), &done, start.elapsed().as_secs_f64())?;
             tracker.report_progress();
         }
         return Ok(done);
@@ -85,15 +85,15 @@ impl Tracker {
         // An earlier record of the same experiment in this folder (another `--only` part):
         // keep its cells so the report lists the whole grid. A record that no longer parses
         // is replaced.
-        let index = match Manifest::read(&opts.out) {
+        let index = match Manifest::read(&opts.sweep_dir()) {
             Ok(Some(earlier)) if earlier.name == name => manifest.keep_earlier(earlier),
             _ => (0..ids.len()).collect(),
         };
-        manifest.write(&opts.out)?;
+        manifest.write(&opts.sweep_dir())?;
         Ok(Tracker {
             manifest: std::sync::Mutex::new(manifest),
             index,
-            out: opts.out.clone(),
+            out: opts.sweep_dir(),
             start: Instant::now(),
             bar: progress::sweep_bar(cells.len() as u64),
         })
@@ -210,7 +210,7 @@ fn run_in_parallel(
                             let mut slots = lock(&slots);
                             slots[i] = Some(s);
                             let done: Vec<Summary> = slots.iter().flatten().cloned().collect();
-                            write_results(&opts.out, &done, start.elapsed().as_secs_f64())
+                            write_results(&opts.sweep_dir(), &done, start.elapsed().as_secs_f64())
                         });
                     tracker.report_progress();
                     if let Err(e) = outcome {
@@ -232,4 +232,24 @@ fn run_in_parallel(
         .into_iter()
         .map(|s| s.expect("every cell ran"))
         .collect())
+}
+
+/// The finished results of `cells` in `opts.out` (cells whose summary matches their current
+/// configuration), and the ids of those without one: what `collect` builds the sweep from once
+/// every shard has run.
+pub fn collect(cells: &[Cell], opts: &RunOptions) -> (Vec<Summary>, Vec<String>) {
+    let opts = RunOptions {
+        force: false,
+        ..opts.clone()
+    };
+    let mut done = Vec::new();
+    let mut missing = Vec::new();
+    for cell in cells {
+        let cell = cell.resolved(opts.data_root.as_deref());
+        match finished_earlier(&cell, &opts) {
+            Some(s) => done.push(s),
+            None => missing.push(cell.id()),
+        }
+    }
+    (done, missing)
 }
