@@ -323,12 +323,7 @@ impl Federation {
             clients: self.clients.len(),
             trainable: Some(&self.trainable),
         };
-        RoundAggregator {
-            aggregation: self.strategy.begin(ctx),
-            global,
-            accepted: Vec::new(),
-            flags: Vec::new(),
-        }
+        RoundAggregator::new(self.strategy.as_ref(), ctx)
     }
 
     /// Step 4: the next global parameters from a round's updates, with every decision.
@@ -449,7 +444,18 @@ pub struct RoundAggregator<'a> {
     flags: Vec<Flag>,
 }
 
-impl RoundAggregator<'_> {
+impl<'a> RoundAggregator<'a> {
+    /// `strategy`'s aggregation of one round.
+    pub fn new(strategy: &'a dyn Strategy, ctx: RoundContext<'a>) -> RoundAggregator<'a> {
+        let global = ctx.global;
+        RoundAggregator {
+            aggregation: strategy.begin(ctx),
+            global,
+            accepted: Vec::new(),
+            flags: Vec::new(),
+        }
+    }
+
     /// Adds an update unless it is malformed (wrong length, NaN/Inf): that one is rejected with
     /// a flag and never aggregated. Updates must arrive in ascending client order.
     pub fn add(&mut self, update: ClientUpdate) -> Result<()> {

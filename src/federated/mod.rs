@@ -7,6 +7,7 @@
 //!
 //! Over 500 lines on purpose: the `[federation]` settings with their validation; the round loop lives in `simulation.rs`; the last 250 lines are its tests.
 
+pub mod aggregator;
 pub mod client;
 pub mod detection;
 pub mod federation;
@@ -18,7 +19,8 @@ pub mod simulation;
 pub mod strategy;
 pub mod transfer;
 
-pub use federation::{Federation, RoundAggregate, RoundPlan};
+pub use aggregator::Aggregator;
+pub use federation::{Federation, RoundAggregate, RoundAggregator, RoundPlan};
 pub use simulation::{ClientRecord, RoundRecord, Simulation, simulate};
 
 use crate::attacks::Poisoning;

@@ -65,23 +65,7 @@ impl TransferConfig {
             return bad("attacks".into(), "lists no attack".into());
         }
         for (i, a) in self.attacks.iter().enumerate() {
-            let (eps, alpha, steps) = match a {
-                EvasionConfig::Fgsm(a) => (a.eps, a.eps, 1),
-                EvasionConfig::Bim(a) => (a.eps, a.alpha, a.steps),
-                EvasionConfig::Pgd(a) => (a.eps, a.alpha, a.steps),
-            };
-            if !(eps > 0.0 && eps <= 1.0) {
-                return bad(
-                    format!("attacks[{i}].eps"),
-                    format!("must be within (0, 1], got {eps}"),
-                );
-            }
-            if !(alpha > 0.0 && alpha.is_finite()) || steps == 0 {
-                return bad(
-                    format!("attacks[{i}]"),
-                    format!("`alpha` must be > 0 and `steps` ≥ 1, got {alpha} and {steps}"),
-                );
-            }
+            a.validate(&format!("evasion.attacks[{i}]"))?;
         }
         if let Some(a) = &self.adapt {
             a.validate()?;

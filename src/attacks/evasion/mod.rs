@@ -23,6 +23,28 @@ pub enum EvasionConfig {
 }
 
 impl EvasionConfig {
+    /// Checks the budget and schedule; errors name `key` (where the attack is configured).
+    pub fn validate(&self, key: &str) -> crate::error::Result<()> {
+        let (eps, alpha, steps) = match self {
+            EvasionConfig::Fgsm(a) => (a.eps, a.eps, 1),
+            EvasionConfig::Bim(a) => (a.eps, a.alpha, a.steps),
+            EvasionConfig::Pgd(a) => (a.eps, a.alpha, a.steps),
+        };
+        if !(eps > 0.0 && eps <= 1.0) {
+            return Err(crate::error::Error::param(
+                format!("{key}.eps"),
+                format!("must be within (0, 1], got {eps}"),
+            ));
+        }
+        if !(alpha > 0.0 && alpha.is_finite()) || steps == 0 {
+            return Err(crate::error::Error::param(
+                key,
+                format!("`alpha` must be > 0 and `steps` ≥ 1, got {alpha} and {steps}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn attack(&self) -> &dyn Evasion {
         match self {
             EvasionConfig::Fgsm(a) => a,
