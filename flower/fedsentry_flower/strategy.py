@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import os
+import time
 from logging import INFO, WARNING
 
 import numpy as np
@@ -105,6 +106,7 @@ class FedsentryStrategy(FedAvg):
         self.stopped = None
 
     def configure_train(self, server_round, arrays, config, grid):
+        self.round_start = time.monotonic()
         self.global_params = from_record(arrays, "global arrays")
         self.plan = self.exp.configure(server_round)
         if self.plan["stop"]:
@@ -158,7 +160,9 @@ class FedsentryStrategy(FedAvg):
         e = self.exp.evaluate(from_record(arrays, "global arrays"))
         self.history[-1].update({"test_loss": e["loss"], "test_accuracy": e["accuracy"], "asr": e["asr"],
                                  "asr_all": e["asr_all"], "epsilon": self.exp.epsilon(),
-                                 "excluded": " ".join(map(str, self.exp.excluded()))})
+                                 "excluded": " ".join(map(str, self.exp.excluded())),
+                                 # Wall clock of the whole round: messages, training, aggregation, evaluation.
+                                 "seconds": time.monotonic() - self.round_start})
         _csv(os.path.join(self.out, "history.csv"), self.history)
         log(INFO, "fedsentry round %d: test accuracy %.4f, ASR %s", server_round, e["accuracy"], e["asr"])
         return MetricRecord({k: v for k, v in e.items() if v is not None})
