@@ -6,6 +6,7 @@
 # process id, also on error or Ctrl-C.
 #
 #   flower/launch.sh <experiment.toml> [--out DIR] [--work DIR] [--port 9200] [--only K=V] [--negative-checks]
+#   flower/launch.sh --app <other Flower app> --clients N [--out DIR] [--work DIR] [--port 9200]
 #
 # --negative-checks: before the run, a SuperNode with an unregistered key and one without TLS
 # try to join; each must be refused (the script fails otherwise), and is stopped by its pid.
@@ -15,7 +16,7 @@
 # SuperNodes is the experiment's `federation.clients`.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-exp="" out="" work="" port=9200 only="" negative=0
+exp="" out="" work="" port=9200 only="" negative=0 app="$here" clients=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) out="$2"; shift 2 ;;
@@ -23,13 +24,21 @@ while [ $# -gt 0 ]; do
         --port) port="$2"; shift 2 ;;
         --only) only="${only:+$only,}$2"; shift 2 ;;
         --negative-checks) negative=1; shift ;;
+        --app) app="$(realpath "$2")"; shift 2 ;;
+        --clients) clients="$2"; shift 2 ;;
         -*) echo "launch.sh: unknown option $1" >&2; exit 2 ;;
         *) exp="$1"; shift ;;
     esac
 done
-[ -n "$exp" ] || { echo "usage: launch.sh <experiment.toml> [--out DIR] [--work DIR] [--port N] [--only K=V]" >&2; exit 2; }
-[ -f "$exp" ] || { echo "launch.sh: $exp: no such experiment file" >&2; exit 2; }
-exp="$(realpath "$exp")"
+if [ -z "$exp" ] && [ -z "$clients" ]; then
+    echo "usage: launch.sh <experiment.toml> [--out DIR] [--work DIR] [--port N] [--only K=V] [--negative-checks]" >&2
+    echo "       launch.sh --app DIR --clients N [--out DIR] [--work DIR] [--port N]" >&2
+    exit 2
+fi
+if [ -n "$exp" ]; then
+    [ -f "$exp" ] || { echo "launch.sh: $exp: no such experiment file" >&2; exit 2; }
+    exp="$(realpath "$exp")"
+fi
 if [ -n "${FLOWER_PYTHON:-}" ]; then
     # Flower starts its helpers (flower-superexec, ...) by name.
     export PATH="$(dirname "$FLOWER_PYTHON"):$PATH"
@@ -39,7 +48,7 @@ py="${FLOWER_PYTHON:-python3}"
 work="$(realpath -m "${work:-$(mktemp -d)}")"
 out="$(realpath -m "${out:-$work/out}")"
 mkdir -p "$work/keys" "$work/logs" "$out"
-clients="$("$py" -c "import fedsentry,sys; print(fedsentry.Experiment(sys.argv[1], only=[o for o in sys.argv[2].split(',') if o], out=sys.argv[3]).num_clients)" "$exp" "$only" "$work/cache" 2>/dev/null)" ||
+[ -n "$clients" ] || clients="$("$py" -c "import fedsentry,sys; print(fedsentry.Experiment(sys.argv[1], only=[o for o in sys.argv[2].split(',') if o], out=sys.argv[3]).num_clients)" "$exp" "$only" "$work/cache" 2>/dev/null)" ||
     { echo "launch.sh: cannot load $exp with the fedsentry package of $py" >&2; exit 2; }
 
 pids=()
@@ -125,7 +134,11 @@ if [ "$negative" = 1 ]; then
     refused without_tls --insecure --port $((port + 9))
 fi
 
-"${bin}flwr" run "$here" fedsentry --stream \
-    --run-config "experiment=\"$exp\" only=\"$only\" out=\"$out\"" 2>&1 | tee "$work/logs/run.log"
-[ -f "$out/summary.json" ] || { echo "launch.sh: the run wrote no $out/summary.json (logs in $work/logs)" >&2; exit 1; }
+run_config="out=\"$out\""
+[ -z "$exp" ] || run_config="experiment=\"$exp\" only=\"$only\" $run_config"
+"${bin}flwr" run "$app" fedsentry --stream --run-config "$run_config" 2>&1 | tee "$work/logs/run.log"
+if [ -n "$exp" ] && [ ! -f "$out/summary.json" ]; then
+    echo "launch.sh: the run wrote no $out/summary.json (logs in $work/logs)" >&2
+    exit 1
+fi
 echo "flower deployment: $out (logs and keys in $work)"

@@ -8,8 +8,8 @@ poisoning where the simulation does, aggregates with the experiment's rule and e
 accuracy and ASR on the server's test set. It writes the simulation's ``history.csv``,
 ``defense.csv`` and ``summary.json`` columns it can measure.
 
-``RobustStrategy`` is the rule alone, for someone else's ClientApp that sends its parameters
-as numpy arrays (any number, any shapes): see flower/examples/robust_strategy.py.
+For someone else's ClientApp, the rule alone is ``fedsentry.flower.RobustStrategy`` (in the
+package; flower/examples/robust_app uses it).
 """
 
 import csv
@@ -19,8 +19,7 @@ import os
 import time
 from logging import INFO, WARNING
 
-import numpy as np
-from flwr.app import Array, ArrayRecord, MetricRecord
+from flwr.app import ArrayRecord, MetricRecord
 from flwr.common import log
 from flwr.serverapp.strategy import FedAvg
 
@@ -191,45 +190,3 @@ class FedsentryStrategy(FedAvg):
         }
         _write_atomic(os.path.join(self.out, "summary.json"), json.dumps(summary, indent=2))
         return summary
-
-
-class RobustStrategy(FedAvg):
-    """FedAvg's sampling and messages with a fedsentry rule's aggregation, for any ClientApp
-    that replies with ``arrays`` (numpy-convertible, any shapes) and ``metrics`` holding
-    ``num-examples``. Clients are ordered by node id; the rule's decisions are kept in
-    ``self.decisions`` and logged."""
-
-    def __init__(self, rule, clients: int, rounds: int = 1, seed: int = 0, **fedavg):
-        super().__init__(**fedavg)
-        self.rule = fedsentry.Aggregator(rule, clients=clients, rounds=rounds, seed=seed)
-        self.nodes: dict = {}
-        self.global_arrays = None
-        self.decisions: list[dict] = []
-
-    def configure_train(self, server_round, arrays, config, grid):
-        self.global_arrays = arrays
-        return super().configure_train(server_round, arrays, config, grid)
-
-    def aggregate_train(self, server_round, replies):
-        valid, _ = self._check_and_log_replies(replies, is_train=True)
-        if not valid:
-            return None, None
-        keys = list(self.global_arrays.keys())
-        shapes = [a.shape for a in self.global_arrays.to_numpy_ndarrays()]
-        flat = lambda rec: np.concatenate([np.asarray(a, np.float32).ravel() for a in rec.to_numpy_ndarrays()])
-        updates = []
-        for msg in sorted(valid, key=lambda m: m.metadata.src_node_id):
-            cid = self.nodes.setdefault(msg.metadata.src_node_id, len(self.nodes))
-            updates.append((cid, flat(msg.content[self.arrayrecord_key]), int(msg.content["metrics"][self.weighted_by_key])))
-        new, report = self.rule.aggregate(server_round, flat(self.global_arrays), updates)
-        self.decisions.append({"round": server_round, **report})
-        for f in report["flags"]:
-            log(INFO, "fedsentry %s: client %d %s (%s)", self.rule.name, f["client"], f["action"], f["reason"])
-        out, at = [], 0
-        for s in shapes:
-            size = int(np.prod(s))
-            out.append(new[at:at + size].reshape(s))
-            at += size
-        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
-        # The user's array names (e.g. a state_dict's) are kept.
-        return ArrayRecord(array_dict={k: Array(o) for k, o in zip(keys, out)}), metrics

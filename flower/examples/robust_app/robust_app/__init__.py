@@ -1,0 +1,1 @@
+"""A plain PyTorch Flower app aggregated by a fedsentry rule."""
