@@ -13,6 +13,24 @@ use std::process::Command;
 /// The deployments share the Flower virtualenv and the machine's cores: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The Flower virtualenv's python (flower/setup-env.sh), or None, saying why, when Flower
+/// cannot be installed outside CI.
+fn flower_python(root: &Path) -> Option<String> {
+    let setup = Command::new(root.join("flower/setup-env.sh"))
+        .output()
+        .unwrap();
+    if !setup.status.success() {
+        let why = String::from_utf8_lossy(&setup.stderr);
+        if why.contains("flwr") && std::env::var_os("CI").is_none() {
+            eprintln!("skipped: Flower could not be installed: {why}");
+            return None;
+        }
+        panic!("flower/setup-env.sh failed: {why}");
+    }
+    let out = String::from_utf8_lossy(&setup.stdout);
+    Some(out.lines().last().unwrap().trim().to_string())
+}
+
 fn rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     r.deserialize().map(|x| x.unwrap()).collect()
@@ -22,23 +40,9 @@ fn rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
 fn flower_deployment_matches_the_simulation_and_refuses_strangers() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new(root.join("flower/setup-env.sh"))
-        .output()
-        .unwrap();
-    if !setup.status.success() {
-        let why = String::from_utf8_lossy(&setup.stderr);
-        if why.contains("flwr") && std::env::var_os("CI").is_none() {
-            eprintln!("skipped: Flower could not be installed: {why}");
-            return;
-        }
-        panic!("flower/setup-env.sh failed: {why}");
-    }
-    let python = String::from_utf8_lossy(&setup.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let Some(python) = flower_python(root) else {
+        return;
+    };
     let dir = tmp("flower");
     let cfg = root.join("configs/flower_backdoor.toml");
 
@@ -137,23 +141,9 @@ fn flower_deployment_matches_the_simulation_and_refuses_strangers() {
 fn robust_strategy_guards_a_plain_pytorch_app() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new(root.join("flower/setup-env.sh"))
-        .output()
-        .unwrap();
-    if !setup.status.success() {
-        let why = String::from_utf8_lossy(&setup.stderr);
-        if why.contains("flwr") && std::env::var_os("CI").is_none() {
-            eprintln!("skipped: Flower could not be installed: {why}");
-            return;
-        }
-        panic!("flower/setup-env.sh failed: {why}");
-    }
-    let python = String::from_utf8_lossy(&setup.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let Some(python) = flower_python(root) else {
+        return;
+    };
     let dir = tmp("flower-robust");
     let launch = Command::new(root.join("flower/launch.sh"))
         .arg("--app")
