@@ -163,6 +163,16 @@ pub fn read_csv_text(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     Ok((header, rows))
 }
 
+/// Whether `derived` (a figure drawn from a table, a PNG rendered from an SVG) is missing or
+/// older than `source`.
+pub fn is_stale(derived: &Path, source: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(derived), modified(source)) {
+        (Some(d), Some(s)) => d < s,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

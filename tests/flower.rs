@@ -31,6 +31,20 @@ fn flower_python(root: &Path) -> Option<String> {
     Some(out.lines().last().unwrap().trim().to_string())
 }
 
+/// Every process flower/launch.sh started (its `stopped.pids`) is gone.
+fn assert_all_stopped(work: &Path) {
+    let pids = std::fs::read_to_string(work.join("stopped.pids")).unwrap();
+    for pid in pids.split_whitespace() {
+        let alive = Command::new("kill")
+            .args(["-0", pid])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(!alive, "process {pid} is still running");
+    }
+}
+
 fn rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     r.deserialize().map(|x| x.unwrap()).collect()
@@ -118,16 +132,7 @@ fn flower_deployment_matches_the_simulation_and_refuses_strangers() {
     assert_eq!(s["node_of_partition"].as_object().unwrap().len(), 4);
 
     // Every process the launcher started is gone.
-    let pids = std::fs::read_to_string(work.join("stopped.pids")).unwrap();
-    for pid in pids.split_whitespace() {
-        let alive = Command::new("kill")
-            .args(["-0", pid])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(!alive, "process {pid} is still running");
-    }
+    assert_all_stopped(&work);
     eprintln!(
         "flower deployment {flower_s:.1} s (certificates, 5 processes, 2 refused nodes, 3 rounds) vs fedsentry run {sim_s:.1} s"
     );
@@ -206,15 +211,6 @@ fn robust_strategy_guards_a_plain_pytorch_app() {
         biggest < 10.0,
         "the attacker's scale reached the global model: {biggest}"
     );
-    let pids = std::fs::read_to_string(dir.join("stopped.pids")).unwrap();
-    for pid in pids.split_whitespace() {
-        let alive = Command::new("kill")
-            .args(["-0", pid])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(!alive, "process {pid} is still running");
-    }
+    assert_all_stopped(&dir);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -48,7 +48,7 @@ pub fn write(out: &Path) -> Result<PathBuf> {
     for c in &cells {
         let dir = out.join(&c.id);
         if dir.join("history.csv").is_file()
-            && stale(&dir.join("history.svg"), &dir.join("history.csv"))
+            && crate::io::is_stale(&dir.join("history.svg"), &dir.join("history.csv"))
         {
             super::history_figure::write(&dir)?;
         }
@@ -58,15 +58,6 @@ pub fn write(out: &Path) -> Result<PathBuf> {
     let path = out.join(FILE);
     crate::io::write_atomic(&path, page.as_bytes())?;
     Ok(path)
-}
-
-/// Whether `derived` is missing or older than `source`.
-fn stale(derived: &Path, source: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(derived), modified(source)) {
-        (Some(d), Some(s)) => d < s,
-        _ => true,
-    }
 }
 
 /// A cell's id, recorded status, error and seconds.

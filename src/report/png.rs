@@ -77,13 +77,7 @@ pub fn write_png(svg: &Path) -> Result<PathBuf> {
 pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for svg in crate::io::files_with_extension(dir, "svg")? {
-        let png = svg.with_extension("png");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let stale = match (modified(&svg), modified(&png)) {
-            (Some(s), Some(p)) => p < s,
-            _ => true,
-        };
-        if stale {
+        if crate::io::is_stale(&svg.with_extension("png"), &svg) {
             written.push(write_png(&svg)?);
         }
     }
